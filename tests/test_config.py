@@ -1,0 +1,84 @@
+"""Config loading: defaults, inheritance, overrides, and the errors users see."""
+
+from pathlib import Path
+
+import pytest
+
+from utils.config import ConfigError, load_config, save_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((REPO / "cfgs").glob("*.yaml")):
+        if path.name != "defaults.yaml":
+            cfg = load_config(path)
+            assert cfg.name, path
+
+
+def test_inheritance_states_only_differences(tmp_path):
+    write(
+        tmp_path / "parent.yaml",
+        f"_base_: {REPO / 'cfgs' / 'ped2.yaml'}\nstage1:\n  num_epochs: 3\n",
+    )
+    child = write(tmp_path / "child.yaml", "_base_: parent.yaml\nstage1:\n  batch_size: 8\n")
+    cfg = load_config(child)
+    assert cfg.stage1.num_epochs == 3 and cfg.stage1.batch_size == 8
+    assert cfg.data.dataset == "ped2"
+    assert cfg.stage2.lr == 1e-4  # untouched default
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(
+        REPO / "cfgs" / "ped2.yaml",
+        [
+            "stage1.num_epochs=2",
+            "model.memae.mem_usage=[false,true,true]",
+            "eval.w_p=1",
+            "data.root=/tmp/x",
+        ],
+    )
+    assert cfg.stage1.num_epochs == 2
+    assert cfg.model.memae.mem_usage == [False, True, True]
+    assert cfg.eval.w_p == 1.0 and isinstance(cfg.eval.w_p, float)
+    assert cfg.data.root == "/tmp/x"
+
+
+def test_unknown_key_names_key_and_choices(tmp_path):
+    with pytest.raises(ConfigError, match=r"stage1\.num_epoch'.*num_epochs"):
+        load_config(REPO / "cfgs" / "ped2.yaml", ["stage1.num_epoch=2"])
+    bad = write(tmp_path / "bad.yaml", "_base_: " + str(REPO / "cfgs/ped2.yaml") + "\nfoo: 1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'foo'"):
+        load_config(bad)
+
+
+def test_wrong_type_names_key():
+    with pytest.raises(ConfigError, match="'stage1.num_epochs' expects int"):
+        load_config(REPO / "cfgs" / "ped2.yaml", ["stage1.num_epochs=abc"])
+    with pytest.raises(ConfigError, match="'train.amp' expects bool"):
+        load_config(REPO / "cfgs" / "ped2.yaml", ["train.amp=3"])
+    with pytest.raises(ConfigError, match="'stage1' is a section"):
+        load_config(REPO / "cfgs" / "ped2.yaml", ["stage1=3"])
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(None, ["stage1.num_epochs"])
+    loop = write(tmp_path / "loop.yaml", "_base_: loop.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(loop)
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = load_config(REPO / "cfgs" / "ped2.yaml", ["stage1.num_epochs=7"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    again.pop("config_file"), cfg.pop("config_file")
+    assert again == cfg

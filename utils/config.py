@@ -1,0 +1,157 @@
+"""YAML configs with one place for defaults, inheritance through `_base_`, and dotted overrides.
+
+Every key that may appear in any config is declared in `cfgs/defaults.yaml`. An experiment file
+names its parent with `_base_` (a path relative to itself) and states only what differs. Unknown
+keys and values of the wrong type fail at load time with a message that names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "cfgs" / "defaults.yaml"
+BASE_KEY = "_base_"
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key or file."""
+
+
+class Config(dict):
+    """A nested dict whose keys can also be read as attributes (`cfg.stage1.lr`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key '{name}' (keys: {sorted(self)})") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __deepcopy__(self, memo):
+        return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Config({k: _wrap(v) for k, v in value.items()})
+    return value
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"cannot parse YAML file {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _check_type(key: str, default: Any, value: Any) -> Any:
+    """Return `value` if it fits the type of `default` (ints are accepted for floats)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (list, dict, str)):
+        ok = isinstance(value, type(default))
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' expects {type(default).__name__} (default {default!r}), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _merge(base: dict, update: dict, prefix: str = "") -> None:
+    """Merge `update` into `base` in place; every key of `update` must exist in `base`."""
+    for key, value in update.items():
+        full = f"{prefix}{key}"
+        if key not in base:
+            raise ConfigError(f"unknown config key '{full}'; valid keys here: {sorted(base)}")
+        if isinstance(base[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{full}' is a section; got {value!r}")
+            _merge(base[key], value, prefix=f"{full}.")
+        else:
+            base[key] = _check_type(full, base[key], value)
+
+
+def _resolve_chain(path: Path, seen: tuple = ()) -> list[dict]:
+    """Files from the root ancestor to `path`, each without its `_base_` key."""
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"circular _base_ chain through {path}")
+    data = _read_yaml(path)
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return [data]
+    return _resolve_chain((path.parent / base), seen + (path,)) + [data]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into (["a", "b", "c"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _nest(keys: list[str], value: Any) -> dict:
+    out: Any = value
+    for key in reversed(keys):
+        out = {key: out}
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the `_base_` chain of `path`, then command-line overrides."""
+    cfg = _read_yaml(DEFAULTS_PATH)
+    cfg.pop(BASE_KEY, None)
+    if path is not None:
+        for layer in _resolve_chain(Path(path)):
+            _merge(cfg, layer)
+        cfg["config_file"] = str(path)
+    for text in overrides:
+        keys, value = parse_override(text)
+        _merge(cfg, _nest(keys, value))
+    return _wrap(cfg)
+
+
+def save_config(cfg: dict, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from utils.io import atomic_write_text
+
+    plain = cfg.to_dict() if isinstance(cfg, Config) else cfg
+    atomic_write_text(path, yaml.safe_dump(plain, sort_keys=False))
+
+
+def add_config_args(parser) -> None:
+    """The `--cfg PATH` option and free `key=value` overrides that every script takes."""
+    parser.add_argument("--cfg", required=True, help="experiment YAML, e.g. cfgs/ped2.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stage1.num_epochs=2")
