@@ -1,0 +1,199 @@
+"""Frame-level anomaly scores and AUROC with the paper's protocol (SPEC 6).
+
+Object scores S_r (flow reconstruction error) and S_p (frame prediction error) are z-normalised with
+training statistics and fused; a frame's score is the maximum over *all* its objects; a frame
+without objects gets the score of a zero-error object; the first `drop_first` frames of each video
+are not scored (NaN here, null in JSON); the rest is smoothed per video. Micro AUROC concatenates
+all labelled videos, macro AUROC averages the per-video AUROCs of videos holding both classes.
+
+Median smoothing uses `scipy.ndimage.median_filter(mode="nearest")`: the window is clipped by
+repeating the edge score, so the first and last frames are not pulled towards zero as zero padding
+(`scipy.signal.medfilt`) would do with z-normalised scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, median_filter
+from sklearn.metrics import roc_auc_score
+
+SMOOTHING_MODES = ("median", "gaussian", "none")
+
+
+def fuse_scores(
+    s_r: np.ndarray, s_p: np.ndarray, stats: Mapping[str, float], w_r: float, w_p: float
+) -> np.ndarray:
+    """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p; a zero weight skips its term.
+
+    `stats` holds `mean_r`, `std_r`, `mean_p`, `std_p` (training cubes). A term with a non-zero
+    weight and a zero standard deviation is an error (the branch gives no information).
+    """
+    fused = np.zeros(np.broadcast(s_r, s_p).shape, dtype=np.float64)
+    for weight, values, key in ((w_r, s_r, "r"), (w_p, s_p, "p")):
+        if weight == 0:
+            continue
+        std = float(stats[f"std_{key}"])
+        if not std > 0:
+            raise ValueError(
+                f"training statistic std_{key} is {std}: S_{key} is constant on the training "
+                f"cubes, so it cannot be z-normalised; set its weight (eval.w_{key}) to 0"
+            )
+        fused += weight * (np.asarray(values, dtype=np.float64) - float(stats[f"mean_{key}"])) / std
+    return fused
+
+
+def empty_frame_score(stats: Mapping[str, float], w_r: float, w_p: float) -> float:
+    """The fused score of an object whose errors are both zero (used for frames without objects)."""
+    return float(fuse_scores(np.zeros(1), np.zeros(1), stats, w_r, w_p)[0])
+
+
+def frame_max_scores(
+    object_scores: np.ndarray,
+    video_idx: np.ndarray,
+    frame_idx: np.ndarray,
+    num_frames: Sequence[int],
+    empty_score: float,
+) -> list[np.ndarray]:
+    """Per video, the maximum object score of every frame; frames without objects get `empty_score`.
+
+    object_scores, video_idx, frame_idx: [N] (one entry per object). Returns one float64 array of
+    length num_frames[v] per video.
+    """
+    frames = [np.full(int(n), -np.inf) for n in num_frames]
+    for v, scores in enumerate(frames):
+        in_video = video_idx == v
+        idx = frame_idx[in_video]
+        if idx.size and (idx.min() < 0 or idx.max() >= len(scores)):
+            raise ValueError(f"video {v}: object frame index outside [0, {len(scores)})")
+        # np.maximum.at is unbuffered: every object of a frame counts, whatever its position.
+        np.maximum.at(scores, idx, object_scores[in_video].astype(np.float64))
+        scores[np.isneginf(scores)] = empty_score
+    return frames
+
+
+def drop_first_frames(scores: np.ndarray, drop_first: int) -> np.ndarray:
+    """A copy with the first `drop_first` frames set to NaN (not scored)."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    out[:drop_first] = np.nan
+    return out
+
+
+def smooth(scores: np.ndarray, mode: str, window: int = 17, sigma: float = 3.0) -> np.ndarray:
+    """Smooth the scored (finite) frames of one video; NaN frames stay NaN.
+
+    The scored frames of a video are contiguous (only its start is dropped).
+    """
+    if mode not in SMOOTHING_MODES:
+        raise ValueError(
+            f"config key 'eval.smoothing' must be one of {SMOOTHING_MODES}, got {mode!r}"
+        )
+    out = np.array(scores, dtype=np.float64, copy=True)
+    valid = np.isfinite(out)
+    if mode == "none" or not valid.any():
+        return out
+    values = out[valid]
+    if mode == "median":
+        if window < 1 or window % 2 == 0:
+            raise ValueError(
+                f"config key 'eval.window' must be a positive odd number, got {window}"
+            )
+        out[valid] = median_filter(values, size=window, mode="nearest")
+    else:
+        out[valid] = gaussian_filter1d(values, sigma=sigma, mode="nearest")
+    return out
+
+
+def _labelled_pairs(
+    scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(scores, labels) of the scored frames of every labelled video."""
+    pairs = []
+    for v, (video_scores, video_labels) in enumerate(zip(scores, labels, strict=True)):
+        if video_labels is None:
+            continue
+        video_labels = np.asarray(video_labels)
+        if video_labels.shape != video_scores.shape:
+            raise ValueError(
+                f"video {v}: {video_labels.shape[0]} labels for {video_scores.shape[0]} frames"
+            )
+        valid = np.isfinite(video_scores)
+        pairs.append((video_scores[valid], video_labels[valid].astype(np.int64)))
+    return pairs
+
+
+def micro_auroc(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> float | None:
+    """AUROC over the scored frames of all labelled videos together; None without both classes."""
+    pairs = _labelled_pairs(scores, labels)
+    if not pairs:
+        return None
+    all_scores = np.concatenate([s for s, _ in pairs])
+    all_labels = np.concatenate([lab for _, lab in pairs])
+    if np.unique(all_labels).size < 2:
+        return None
+    return float(roc_auc_score(all_labels, all_scores))
+
+
+def per_video_auroc(
+    scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]
+) -> list[float | None]:
+    """AUROC of each video; None for videos without labels or without both classes."""
+    out: list[float | None] = []
+    for video_scores, video_labels in zip(scores, labels, strict=True):
+        pair = _labelled_pairs([video_scores], [video_labels])
+        if not pair or np.unique(pair[0][1]).size < 2:
+            out.append(None)
+        else:
+            out.append(float(roc_auc_score(pair[0][1], pair[0][0])))
+    return out
+
+
+def macro_auroc(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> float | None:
+    """Mean of the per-video AUROCs over videos that contain both classes."""
+    aurocs = [a for a in per_video_auroc(scores, labels) if a is not None]
+    return float(np.mean(aurocs)) if aurocs else None
+
+
+def video_frame_scores(
+    object_scores: np.ndarray,
+    video_idx: np.ndarray,
+    frame_idx: np.ndarray,
+    num_frames: Sequence[int],
+    empty_score: float,
+    drop_first: int,
+    smoothing: str,
+    window: int,
+    sigma: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Raw (max over objects, first frames NaN) and smoothed frame scores of every video."""
+    raw = [
+        drop_first_frames(s, drop_first)
+        for s in frame_max_scores(object_scores, video_idx, frame_idx, num_frames, empty_score)
+    ]
+    return raw, [smooth(s, smoothing, window, sigma) for s in raw]
+
+
+def auroc_summary(smoothed: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> dict:
+    """Micro and macro AUROC plus the counts behind them."""
+    pairs = _labelled_pairs(smoothed, labels)
+    return {
+        "micro_auroc": micro_auroc(smoothed, labels),
+        "macro_auroc": macro_auroc(smoothed, labels),
+        "per_video_auroc": per_video_auroc(smoothed, labels),
+        "num_labelled_videos": len(pairs),
+        "num_scored_frames": int(sum(len(s) for s, _ in pairs)),
+        "num_abnormal_frames": int(sum(int(lab.sum()) for _, lab in pairs)),
+    }
+
+
+def flow_magnitude_object_scores(flows: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Baseline object score: mean magnitude (pixels) of the last flow of each cube.
+
+    flows: [N, T, 32, 32, 2] (the cube layout on disk, may be memory-mapped). Returns [N].
+    """
+    out = np.empty(len(flows), dtype=np.float64)
+    for start in range(0, len(flows), chunk):
+        last = np.asarray(flows[start : start + chunk, -1], dtype=np.float64)
+        out[start : start + chunk] = np.sqrt((last**2).sum(-1)).mean(axis=(1, 2))
+    return out
