@@ -1,0 +1,26 @@
+"""HF2-VAD models: ML-MemAE-SC, the CVAE, the frame-only VAE, the hybrid wrapper, and losses."""
+
+from models.builder import build_cvae, build_loss, build_memae, build_model
+from models.cvae import CVAE
+from models.hybrid import HF2VAD, MODEL_TYPES
+from models.losses import HF2VADLoss, memae_loss, object_scores
+from models.memory import Memory
+from models.ml_memae_sc import VARIANTS, MLMemAESC
+from models.vae import FrameVAE
+
+__all__ = [
+    "CVAE",
+    "HF2VAD",
+    "MODEL_TYPES",
+    "VARIANTS",
+    "FrameVAE",
+    "HF2VADLoss",
+    "MLMemAESC",
+    "Memory",
+    "build_cvae",
+    "build_loss",
+    "build_memae",
+    "build_model",
+    "memae_loss",
+    "object_scores",
+]

@@ -1,0 +1,53 @@
+"""Memory module of ML-MemAE-SC (SPEC 3): a slot is a whole flattened feature map."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHRINK_EPS = 1e-12  # keeps the hard shrinkage finite when a weight equals the threshold
+
+
+def hard_shrink(weights: torch.Tensor, threshold: float) -> torch.Tensor:
+    """ReLU-based hard shrinkage: weights <= threshold become 0, the rest keep (almost) their value.
+
+    The smooth form ReLU(w - t) * w / (|w - t| + eps) lets gradients through the kept entries.
+    """
+    shifted = weights - threshold
+    return F.relu(shifted) * weights / (shifted.abs() + SHRINK_EPS)
+
+
+class Memory(nn.Module):
+    """A learned matrix M [num_slots, slot_dim] read by dot-product attention.
+
+    Addressing for queries z [B, C]: w = softmax(z M^T) (one matmul), hard shrinkage with
+    `shrink_thres`, L1 renormalisation; the read-out is w M [B, C]. No bias.
+    """
+
+    def __init__(self, num_slots: int, slot_dim: int, shrink_thres: float = 5e-4) -> None:
+        super().__init__()
+        self.num_slots = num_slots
+        self.slot_dim = slot_dim
+        self.shrink_thres = shrink_thres
+        self.slots = nn.Parameter(torch.empty(num_slots, slot_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.slot_dim)
+        nn.init.uniform_(self.slots, -bound, bound)
+
+    def forward(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """query [B, slot_dim] -> (read-out [B, slot_dim], addressing weights [B, num_slots])."""
+        logits = F.linear(query, self.slots)  # [B, C] x [C, N]
+        # Softmax and shrinkage in float32: under fp16 autocast eps=1e-12 would underflow to 0.
+        weights = torch.softmax(logits.float(), dim=1)
+        if self.shrink_thres > 0:
+            weights = F.normalize(hard_shrink(weights, self.shrink_thres), p=1, dim=1)
+        readout = F.linear(weights.to(self.slots.dtype), self.slots.t())  # [B, N] x [N, C]
+        return readout, weights
+
+    def extra_repr(self) -> str:
+        return f"num_slots={self.num_slots}, slot_dim={self.slot_dim}, shrink={self.shrink_thres}"
