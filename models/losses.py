@@ -39,7 +39,9 @@ def frame_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: mean | |d target| - |d pred| | along x plus the same along y (per channel)."""
+    """Eq. 7 as in SPEC 4: mean | |d target| - |d pred| | along x plus the same along y, per
+    channel, over neighbouring pixels. (The authors' code compared signed differences of the
+    channel-summed image, zero-padded at the border.)"""
     pred, target = pred.float(), target.float()
     loss = pred.new_zeros(())
     for dim in (-1, -2):

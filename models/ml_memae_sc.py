@@ -22,12 +22,12 @@ SKIP_OPS = ("none", "concat")
 
 # Figure 4 (MNIST) and Table 2 variants as (mem_usage, skip_ops), levels ordered 1, 2, 3.
 VARIANTS: dict[str, tuple[tuple[bool, bool, bool], tuple[str, str, str]]] = {
-    "a_memae": ((False, False, True), ("none", "none", "none")),
-    "b_memories_no_skips": ((True, True, True), ("none", "none", "none")),
-    "c_skips_bottleneck_memory": ((False, False, True), ("concat", "concat", "concat")),
-    "d_memories_and_all_skips": ((True, True, True), ("concat", "concat", "concat")),
-    "e_two_memories": ((False, True, True), ("none", "none", "concat")),
-    "f_ml_memae_sc": ((True, True, True), ("none", "concat", "concat")),
+    "a": ((False, False, True), ("none", "none", "none")),  # MemAE: bottleneck memory only
+    "b": ((True, True, True), ("none", "none", "none")),  # memories at every level, no skips
+    "c": ((False, False, True), ("concat", "concat", "concat")),  # all skips, incl. outermost
+    "d": ((True, True, True), ("concat", "concat", "concat")),  # (b) + (c)
+    "e": ((False, True, True), ("none", "none", "concat")),  # + a memory/skip pair at level 2
+    "f": ((True, True, True), ("none", "concat", "concat")),  # ML-MemAE-SC, three memories
 }
 
 
@@ -124,6 +124,17 @@ class MLMemAESC(nn.Module):
         self.up2 = UpBlock(4 * f, 2 * f, skip=skip_ops[1] == "concat")
         self.up1 = UpBlock(2 * f, f, skip=skip_ops[0] == "concat")
         self.out_conv = nn.Conv2d(f, in_channels, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The authors' stage-1 init: Kaiming-normal convs (fan-in, a = 0.1), BatchNorm scales
+        N(1, 0.02); transposed convs, conv biases and memories keep their defaults."""
+        for module in self.modules():
+            if type(module) is nn.Conv2d:
+                nn.init.kaiming_normal_(module.weight, a=0.1, mode="fan_in")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.normal_(module.weight, 1.0, 0.02)
+                nn.init.zeros_(module.bias)
 
     def _read_memory(self, level: int, x: torch.Tensor, att: list) -> torch.Tensor:
         """Replace the map x by its memory read-out when level has a memory."""

@@ -188,12 +188,13 @@ def test_autoregressive_prior_is_causal_over_groups():
     assert not torch.allclose(changed[:, :, 0::2, 1::2], base[:, :, 0::2, 1::2])
 
 
-def test_weight_norm_conv_starts_kaiming_and_ignores_direction_scale():
+def test_weight_norm_conv_starts_kaiming_uniform_and_ignores_direction_scale():
     conv = WNConv2d(16, 8, 3)
     torch.testing.assert_close(conv.magnitude, conv.direction.flatten(1).norm(dim=1))
-    std = conv.direction.std().item()
-    expected = math.sqrt(2 / (1 + 0.1**2)) / math.sqrt(16 * 9)
-    assert 0.8 * expected < std < 1.2 * expected
+    fan_in = 16 * 9
+    assert conv.direction.abs().max() <= 1 / math.sqrt(fan_in)
+    expected_std = 1 / math.sqrt(3 * fan_in)  # Kaiming uniform with a = sqrt(5)
+    assert 0.8 * expected_std < conv.direction.std().item() < 1.2 * expected_std
     x = torch.randn(2, 16, 8, 8)
     before = conv(x)
     with torch.no_grad():
