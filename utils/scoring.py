@@ -123,13 +123,19 @@ def _labelled_pairs(
     return pairs
 
 
-def micro_auroc(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> float | None:
-    """AUROC over the scored frames of all labelled videos together; None without both classes."""
+def labelled_frames(
+    scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The scored frames of all labelled videos, concatenated: (scores, labels)."""
     pairs = _labelled_pairs(scores, labels)
     if not pairs:
-        return None
-    all_scores = np.concatenate([s for s, _ in pairs])
-    all_labels = np.concatenate([lab for _, lab in pairs])
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate([s for s, _ in pairs]), np.concatenate([lab for _, lab in pairs])
+
+
+def micro_auroc(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> float | None:
+    """AUROC over the scored frames of all labelled videos together; None without both classes."""
+    all_scores, all_labels = labelled_frames(scores, labels)
     if np.unique(all_labels).size < 2:
         return None
     return float(roc_auc_score(all_labels, all_scores))

@@ -1,0 +1,512 @@
+"""Evaluation with the paper's protocol (SPEC 6): object scores -> frame scores -> AUROC.
+
+    python eval.py --cfg cfgs/ped2.yaml [key=value ...]
+    python eval.py --cfg cfgs/ped2.yaml --rescore eval.w_p=0.5   # re-fuse a saved scores.json
+
+The model evaluated is the final one of the run: stage 3 (hybrid), stage 2 (cvae, vae, or hybrid
+with stage3.num_epochs=0) or stage 1 (memae); `eval.checkpoint` picks its best.pth (lowest
+training loss, the default; no test labels are used), its last.pth, or any checkpoint path.
+Training statistics of S_r and S_p are computed over all training cubes the first time and
+cached beside the checkpoint (<ckpt>.train_stats.json).
+
+Writes <run_dir>/eval/: scores.json, metrics.json, config.yaml, roc.png, curves/<video>.png,
+objects_highest.png, objects_lowest.png. `--rescore` reads scores.json (checking it was made with
+the same model and data settings) and recomputes fusion, smoothing and AUROC with the current
+eval settings, without the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_curve
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from datasets import CubeDataset
+from datasets.cubes import cube_dir
+from datasets.labels import load_labels
+from models import build_model, object_scores
+from utils.checkpoint import (
+    CheckpointError,
+    check_fingerprints,
+    checkpoint_identity,
+    eval_dir,
+    fingerprints,
+    load_checkpoint,
+    restore_model,
+    stage_dir,
+)
+from utils.config import add_config_args, load_config, save_config
+from utils.io import read_json, write_json
+from utils.misc import get_logger, resolve_device
+from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
+from utils.scoring import (
+    auroc_summary,
+    empty_frame_score,
+    flow_magnitude_object_scores,
+    fuse_scores,
+    labelled_frames,
+    video_frame_scores,
+)
+
+SCORES_FORMAT = "hf2vad-scores-1"
+STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
+
+
+def stages_for(cfg) -> list[int]:
+    """The training stages of the configured model type, in order."""
+    kind = cfg.model.type
+    if kind == "memae":
+        return [1]
+    if kind in ("cvae", "vae"):
+        return [2]
+    return [1, 2, 3] if cfg.stage3.num_epochs > 0 else [1, 2]
+
+
+def eval_checkpoint_path(cfg) -> Path:
+    """best/last of the final stage, or the path given in eval.checkpoint."""
+    choice = cfg.eval.checkpoint
+    if choice in ("best", "last"):
+        return stage_dir(cfg, stages_for(cfg)[-1]) / f"{choice}.pth"
+    return Path(choice)
+
+
+def score_weights(cfg) -> dict[str, tuple[float, float]]:
+    """Named (w_r, w_p) pairs to evaluate; the first is the main score.
+
+    hybrid: the fused score plus S_r alone and S_p alone (Table 1's "w/o FP" and "w/o FR");
+    memae: S_r alone; cvae, vae: S_p alone (the other branch does not exist).
+    """
+    kind = cfg.model.type
+    if kind == "memae":
+        return {"flow_reconstruction": (1.0, 0.0)}
+    if kind in ("cvae", "vae"):
+        return {"frame_prediction": (0.0, 1.0)}
+    return {
+        "fused": (cfg.eval.w_r, cfg.eval.w_p),
+        "flow_reconstruction": (1.0, 0.0),
+        "frame_prediction": (0.0, 1.0),
+    }
+
+
+@dataclass
+class ObjectTable:
+    """Every test object: its errors and where it is. Arrays have one entry per object."""
+
+    s_r: np.ndarray
+    s_p: np.ndarray
+    video_idx: np.ndarray
+    frame_idx: np.ndarray
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2
+    videos: list[str]
+    num_frames: list[int]
+
+
+@torch.inference_mode()
+def collect_object_scores(
+    model, dataset, batch_size: int, num_workers: int, device, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(S_r, S_p) of every cube of `dataset` in test mode, float64 [N] each."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    s_r, s_p = [], []
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        out = model(batch["frames"].to(device), batch["flows"].to(device))
+        r, p = object_scores(out)
+        s_r.append(r.double().cpu().numpy())
+        s_p.append(p.double().cpu().numpy())
+    if not s_r:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(s_r), np.concatenate(s_p)
+
+
+def stats_path(ckpt_path: Path) -> Path:
+    return ckpt_path.with_name(f"{ckpt_path.stem}.train_stats.json")
+
+
+def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+    """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON).
+
+    A cached file made for another checkpoint (or another test-mode setting) is recomputed.
+    """
+    path = stats_path(ckpt_path)
+    identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
+    if path.exists():
+        stored = read_json(path)
+        if stored.get("checkpoint") == identity:
+            return stored
+        get_logger().info(f"{path} belongs to another checkpoint; recomputing")
+    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    s_r, s_p = collect_object_scores(
+        model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
+    )
+    stats = {
+        "mean_r": float(s_r.mean()),
+        "std_r": float(s_r.std()),
+        "mean_p": float(s_p.mean()),
+        "std_p": float(s_p.std()),
+        "num_cubes": len(dataset),
+        "checkpoint": identity,
+    }
+    write_json(path, stats)
+    return stats
+
+
+def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
+    by_name = load_labels(cfg, list(videos), list(num_frames))
+    return [by_name[name] for name in videos]
+
+
+def _frame_scores(cfg, table: ObjectTable, object_score, empty_score):
+    return video_frame_scores(
+        object_score,
+        table.video_idx,
+        table.frame_idx,
+        table.num_frames,
+        empty_score,
+        cfg.eval.drop_first,
+        cfg.eval.smoothing,
+        cfg.eval.window,
+        cfg.eval.sigma,
+    )
+
+
+def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
+    """For every named weight pair: object scores, raw and smoothed frame scores, AUROC summary.
+
+    Also the flow-magnitude baseline when the table carries it (key "flow_magnitude").
+    """
+    results = {}
+    for name, (w_r, w_p) in score_weights(cfg).items():
+        obj = fuse_scores(table.s_r, table.s_p, stats, w_r, w_p)
+        raw, smoothed = _frame_scores(cfg, table, obj, empty_frame_score(stats, w_r, w_p))
+        results[name] = {
+            "w_r": w_r,
+            "w_p": w_p,
+            "object": obj,
+            "raw": raw,
+            "smoothed": smoothed,
+            "summary": auroc_summary(smoothed, labels),
+        }
+    return results
+
+
+def _baseline(cfg, table: ObjectTable, labels) -> dict:
+    """Flow-magnitude-only score on the same cubes: mean |last flow| per object, max per frame."""
+    flows = np.load(cube_dir(cfg, cfg.data.test_split) / "flows.npy", mmap_mode="r")
+    if len(flows) != len(table.s_r):
+        raise ValueError(f"test cubes changed since scoring: {len(flows)} != {len(table.s_r)}")
+    obj = flow_magnitude_object_scores(flows)
+    raw, smoothed = _frame_scores(cfg, table, obj, 0.0)  # a frame without objects has no motion
+    return {
+        "object": obj,
+        "raw": raw,
+        "smoothed": smoothed,
+        "summary": auroc_summary(smoothed, labels),
+    }
+
+
+def _nulls(values: np.ndarray) -> list:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: dict) -> dict:
+    """The scores.json content (see README): per video frame scores, labels and objects."""
+    main = results[next(iter(results))]
+    order = np.lexsort((table.frame_idx, table.video_idx))
+    videos = []
+    for v, name in enumerate(table.videos):
+        idx = order[table.video_idx[order] == v]
+        videos.append(
+            {
+                "name": name,
+                "num_frames": int(table.num_frames[v]),
+                "labels": None if labels[v] is None else [int(x) for x in labels[v]],
+                "frame_score": _nulls(main["raw"][v]),
+                "smoothed_score": _nulls(main["smoothed"][v]),
+                "objects": {
+                    "frame": [int(f) for f in table.frame_idx[idx]],
+                    "box": [[float(c) for c in box] for box in table.boxes[idx]],
+                    "s_r": [float(x) for x in table.s_r[idx]],
+                    "s_p": [float(x) for x in table.s_p[idx]],
+                    "score": [float(x) for x in main["object"][idx]],
+                },
+            }
+        )
+    return {
+        "format": SCORES_FORMAT,
+        "score": next(iter(results)),
+        "w_r": main["w_r"],
+        "w_p": main["w_p"],
+        "drop_first": cfg.eval.drop_first,
+        "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
+        "train_stats": {k: stats[k] for k in STAT_KEYS},
+        "checkpoint": ckpt_info,
+        "fingerprints": fingerprints(cfg, ckpt_info["module"]),
+        "config": cfg.to_dict(),
+        "videos": videos,
+    }
+
+
+def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
+    """(objects, training statistics, checkpoint info) of a scores.json made for `cfg`."""
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT:
+        raise CheckpointError(f"{path} is not a scores file of this project ({SCORES_FORMAT})")
+    info = doc["checkpoint"]
+    check_fingerprints(doc["fingerprints"], doc["config"], cfg, info["module"], f"scores {path}")
+    counts = [len(v["objects"]["frame"]) for v in doc["videos"]]
+
+    def column(key, dtype):
+        values = [x for v in doc["videos"] for x in v["objects"][key]]
+        return np.asarray(values, dtype=dtype)
+
+    table = ObjectTable(
+        s_r=column("s_r", np.float64),
+        s_p=column("s_p", np.float64),
+        video_idx=np.repeat(np.arange(len(counts)), counts).astype(np.int64),
+        frame_idx=column("frame", np.int64),
+        boxes=column("box", np.float64).reshape(-1, 4),
+        videos=[v["name"] for v in doc["videos"]],
+        num_frames=[int(v["num_frames"]) for v in doc["videos"]],
+    )
+    return table, doc["train_stats"], info
+
+
+def _rounded(value):
+    return None if value is None else round(100.0 * value, 3)
+
+
+def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_info, seconds) -> dict:
+    """The metrics.json content: AUROC (%) per score, counts, statistics and timing."""
+
+    def summary(entry):
+        s = entry["summary"]
+        return {
+            "micro_auroc": _rounded(s["micro_auroc"]),
+            "macro_auroc": _rounded(s["macro_auroc"]),
+            "per_video_auroc": {
+                name: _rounded(a) for name, a in zip(table.videos, s["per_video_auroc"])
+            },
+            "num_labelled_videos": s["num_labelled_videos"],
+            "num_scored_frames": s["num_scored_frames"],
+            "num_abnormal_frames": s["num_abnormal_frames"],
+        }
+
+    scores = {name: dict(w_r=r["w_r"], w_p=r["w_p"], **summary(r)) for name, r in results.items()}
+    frames_with_objects = sum(
+        len(np.unique(table.frame_idx[table.video_idx == v])) for v in range(len(table.videos))
+    )
+    num_frames = int(sum(table.num_frames))
+    return {
+        "name": cfg.name,
+        "model_type": cfg.model.type,
+        "main_score": next(iter(results)),
+        "auroc_unit": "percent",
+        "scores": scores,
+        "baseline_flow_magnitude": summary(baseline),
+        "checkpoint": ckpt_info,
+        "deterministic": bool(cfg.model.deterministic),
+        "protocol": {
+            "drop_first": cfg.eval.drop_first,
+            "smoothing": cfg.eval.smoothing,
+            "window": cfg.eval.window,
+            "sigma": cfg.eval.sigma,
+        },
+        "train_stats": {k: stats[k] for k in STAT_KEYS},
+        "num_videos": len(table.videos),
+        "num_frames": num_frames,
+        "num_objects": len(table.s_r),
+        "num_frames_without_objects": num_frames - frames_with_objects,
+        "seconds_scoring": seconds,
+        "frames_per_second": num_frames / seconds if seconds else None,
+    }
+
+
+def _selection(cfg, ckpt_path: Path) -> str:
+    choice = cfg.eval.checkpoint
+    if choice == "best":
+        return "best: lowest mean training loss of an epoch (no test labels used)"
+    if choice == "last":
+        return "last: the final epoch"
+    return f"given path {ckpt_path}"
+
+
+@torch.inference_mode()
+def _grid_rows(model, dataset, table: ObjectTable, score: np.ndarray, indices, device) -> list:
+    batch = [dataset[int(i)] for i in indices]
+    frames = torch.stack([b["frames"] for b in batch]).to(device)
+    flows = torch.stack([b["flows"] for b in batch]).to(device)
+    model.eval()
+    out = model(frames, flows)
+    rows = []
+    for k, i in enumerate(indices):
+        recon = out["flow_recon"]
+        pred = out["frame_pred"]
+        rows.append(
+            {
+                "flow": flows[k, -1].permute(1, 2, 0).cpu().numpy(),
+                "flow_recon": None
+                if recon is None
+                else recon[k, -1].permute(1, 2, 0).cpu().numpy(),
+                "frame": out["frame_target"][k].permute(1, 2, 0).cpu().numpy(),
+                "frame_pred": None if pred is None else pred[k].permute(1, 2, 0).cpu().numpy(),
+                "caption": f"{table.videos[table.video_idx[i]]} #{table.frame_idx[i]}\n"
+                f"S={score[i]:.2f}\nSr={table.s_r[i]:.3g}\nSp={table.s_p[i]:.3g}",
+            }
+        )
+    return rows
+
+
+def write_plots(
+    cfg, out_dir: Path, table, labels, results, baseline, model=None, dataset=None, device=None
+) -> None:
+    """roc.png, curves/<video>.png and (with the model) objects_highest/lowest.png."""
+    curves = {}
+    for name, entry in list(results.items()) + [("flow magnitude baseline", baseline)]:
+        scores, labs = labelled_frames(entry["smoothed"], labels)
+        if np.unique(labs).size == 2:
+            fpr, tpr, _ = roc_curve(labs, scores)
+            curves[name] = (fpr, tpr, entry["summary"]["micro_auroc"])
+    if curves:
+        plot_roc(curves, out_dir / "roc.png")
+    main = results[next(iter(results))]
+    per_video = main["summary"]["per_video_auroc"]
+    for v, name in enumerate(table.videos):
+        plot_anomaly_curve(
+            name,
+            main["raw"][v],
+            main["smoothed"][v],
+            labels[v],
+            out_dir / "curves" / f"{name}.png",
+            per_video[v],
+        )
+    if model is None or len(table.s_r) == 0:
+        return
+    order = np.argsort(main["object"], kind="stable")
+    k = min(cfg.eval.num_grid_objects, len(order))
+    for which, indices in (("highest", order[::-1][:k]), ("lowest", order[:k])):
+        rows = _grid_rows(model, dataset, table, main["object"], indices, device)
+        plot_object_grid(
+            rows,
+            f"{which}-scoring test objects ({next(iter(results))} score)",
+            out_dir / f"objects_{which}.png",
+        )
+
+
+def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **plot_args) -> dict:
+    baseline = _baseline(cfg, table, labels)
+    metrics = metrics_document(cfg, table, stats, results, baseline, ckpt_info, seconds)
+    write_json(
+        out_dir / "scores.json", scores_document(cfg, table, stats, labels, results, ckpt_info)
+    )
+    write_json(out_dir / "metrics.json", metrics)
+    save_config(cfg, out_dir / "config.yaml")
+    if cfg.eval.plots:
+        write_plots(cfg, out_dir, table, labels, results, baseline, **plot_args)
+    return metrics
+
+
+def evaluate(cfg) -> dict:
+    """Score the test cubes with the run's final model, write the eval folder, return metrics."""
+    logger = get_logger()
+    device = resolve_device(cfg.device)
+    ckpt_path = eval_checkpoint_path(cfg)
+    ckpt = load_checkpoint(ckpt_path, cfg, map_location=device)
+    model = build_model(cfg.model)
+    restore_model(model, ckpt, ckpt_path)
+    model.to(device).eval()
+    stats = training_statistics(cfg, model, ckpt, ckpt_path, device)
+    test = CubeDataset(cube_dir(cfg, cfg.data.test_split))
+    tic = time.time()
+    s_r, s_p = collect_object_scores(
+        model, test, cfg.eval.batch_size, cfg.eval.num_workers, device, "test scores"
+    )
+    seconds = time.time() - tic
+    table = ObjectTable(
+        s_r=s_r,
+        s_p=s_p,
+        video_idx=np.asarray(test.video_idx, dtype=np.int64),
+        frame_idx=np.asarray(test.frame_idx, dtype=np.int64),
+        boxes=np.asarray(test.boxes, dtype=np.float64),
+        videos=list(test.videos),
+        num_frames=[int(n) for n in test.num_frames],
+    )
+    labels = _labels_in_order(cfg, table.videos, table.num_frames)
+    results = score_table(cfg, table, stats, labels)
+    ckpt_info = dict(
+        checkpoint_identity(ckpt), path=str(ckpt_path), selection=_selection(cfg, ckpt_path)
+    )
+    out_dir = eval_dir(cfg)
+    metrics = _report(
+        cfg,
+        table,
+        stats,
+        labels,
+        results,
+        ckpt_info,
+        seconds,
+        out_dir,
+        model=model,
+        dataset=test,
+        device=device,
+    )
+    logger.info(f"evaluation written to {out_dir}")
+    return metrics
+
+
+def rescore(cfg) -> dict:
+    """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run)."""
+    out_dir = eval_dir(cfg)
+    table, stats, ckpt_info = read_scores(out_dir / "scores.json", cfg)
+    labels = _labels_in_order(cfg, table.videos, table.num_frames)
+    results = score_table(cfg, table, stats, labels)
+    return _report(cfg, table, stats, labels, results, ckpt_info, 0.0, out_dir)
+
+
+def results_table(metrics: dict) -> str:
+    """A markdown table of micro / macro AUROC (%) per score and the baseline."""
+    lines = ["| score | w_r | w_p | micro AUROC % | macro AUROC % |", "|---|---|---|---|---|"]
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.2f}"
+
+    for name, s in metrics["scores"].items():
+        lines.append(
+            f"| {name} | {s['w_r']:g} | {s['w_p']:g} | {fmt(s['micro_auroc'])} | "
+            f"{fmt(s['macro_auroc'])} |"
+        )
+    b = metrics["baseline_flow_magnitude"]
+    lines.append(
+        f"| flow magnitude baseline | - | - | {fmt(b['micro_auroc'])} | {fmt(b['macro_auroc'])} |"
+    )
+    main = metrics["scores"][metrics["main_score"]]
+    lines.append(
+        f"\n{metrics['num_videos']} test videos ({main['num_labelled_videos']} labelled), "
+        f"{metrics['num_frames']} frames, {metrics['num_objects']} objects; checkpoint "
+        f"{metrics['checkpoint']['path']} (epoch {metrics['checkpoint']['epoch']}, "
+        f"{metrics['checkpoint']['selection']})"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_config_args(parser)
+    parser.add_argument(
+        "--rescore", action="store_true", help="recompute metrics from eval/scores.json"
+    )
+    args = parser.parse_args()
+    cfg = load_config(args.cfg, args.overrides)
+    metrics = rescore(cfg) if args.rescore else evaluate(cfg)
+    print(results_table(metrics))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Training stages, checkpoints, resuming and evaluation on tiny hand-made cubes (fast, CPU)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eval import evaluate, read_scores, rescore
+from ml_memae_sc_train import train_stage1
+from train import train_stage
+from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.config import load_config
+from utils.io import write_json
+
+TINY = [
+    "model.memae.feature_root=4",
+    "model.memae.num_slots=16",
+    "model.cvae.nf_start=8",
+    "model.cvae.nf_max=8",
+    "stage1.batch_size=16",
+    "stage2.batch_size=16",
+    "stage3.batch_size=16",
+    "stage1.num_epochs=2",
+    "stage2.num_epochs=2",
+    "stage3.num_epochs=1",
+    "stage1.lr=0.001",
+    "stage2.lr=0.001",
+    "stage3.lr=0.001",
+    "train.log_every=2",
+    "train.image_every=3",
+    "eval.batch_size=32",
+    "eval.window=3",
+    "eval.num_grid_objects=3",
+    "data.label_format=npy_masks",
+    "data.label_path=labels",
+]
+
+
+def write_cubes(folder: Path, videos: dict[str, int], objects: list[tuple], seed: int) -> None:
+    """Cubes in the on-disk contract layout. objects: (video, frame, speed, brightness)."""
+    rng = np.random.default_rng(seed)
+    n = len(objects)
+    frames = np.zeros((n, 5, 32, 32, 3), np.uint8)
+    flows = np.zeros((n, 4, 32, 32, 2), np.float32)
+    names = list(videos)
+    for i, (video, frame, speed, brightness) in enumerate(objects):
+        for t in range(5):
+            x = int(4 + speed * t) % 24
+            frames[i, t, 8:24, x : x + 8] = brightness
+        flows[i, ..., 0] = speed + rng.normal(0, 0.1, (4, 32, 32))
+    frames += rng.integers(0, 10, frames.shape, dtype=np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "frames.npy", frames)
+    np.save(folder / "flows.npy", flows)
+    boxes = np.tile(np.array([[10, 20, 42, 52]], np.float32), (n, 1))
+    np.save(folder / "boxes.npy", boxes)
+    np.save(folder / "video_idx.npy", np.array([names.index(o[0]) for o in objects], np.int32))
+    np.save(folder / "frame_idx.npy", np.array([o[1] for o in objects], np.int32))
+    write_json(
+        folder / "manifest.json",
+        {
+            "videos": names,
+            "num_frames": list(videos.values()),
+            "count": n,
+            "frame_size": [64, 96],
+            "split": folder.name,
+            "config": {},
+        },
+    )
+
+
+@pytest.fixture()
+def tiny_cfg(tmp_path):
+    """A config over a cache of tiny cubes: normal objects move slowly, abnormal ones fast."""
+    cache = tmp_path / "cache"
+    train = [("t1", f, 1.0, 200) for f in range(24)] + [("t2", f, 1.0, 180) for f in range(24)]
+    write_cubes(cache / "cubes" / "training", {"t1": 24, "t2": 24}, train, seed=0)
+    test = []
+    labels = {"a": np.zeros(20, np.uint8), "b": np.zeros(20, np.uint8)}
+    for name in ("a", "b"):
+        for f in range(20):
+            if f in (2, 3):  # frames without objects
+                continue
+            abnormal = name == "a" and 10 <= f < 16 or name == "b" and f >= 14
+            labels[name][f] = abnormal
+            test.append((name, f, 4.0 if abnormal else 1.0, 190))
+            test.append((name, f, 1.0, 200))  # a normal object in every frame as well
+    write_cubes(cache / "cubes" / "testing", {"a": 20, "b": 20, "c": 8}, test, seed=1)
+    root = tmp_path / "data"
+    (root / "ped2" / "labels").mkdir(parents=True)
+    for name, lab in labels.items():
+        np.save(root / "ped2" / "labels" / f"{name}.npy", lab)
+    # video "c" has no label file and no objects: scored, left out of AUROC
+    base = [f"data.cache_dir={cache}", f"data.root={root}", f"run_dir={tmp_path / 'run'}"]
+
+    def make(*overrides):
+        return load_config(Path("cfgs/ped2.yaml"), TINY + base + list(overrides))
+
+    return make
+
+
+def assert_same_state(a: dict, b: dict, atol=1e-6):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-5, msg=key)
+
+
+def test_resume_reaches_the_same_weights(tiny_cfg, tmp_path):
+    """Stages 1 and 2 (dropout, latent noise): 2 epochs == 1 epoch, killed, resumed to 2."""
+    full = tiny_cfg(f"run_dir={tmp_path / 'full'}")
+    train_stage1(full)
+    train_stage(full, 2)
+    cut = f"run_dir={tmp_path / 'cut'}"
+    train_stage1(tiny_cfg(cut, "stage1.num_epochs=1"))
+    train_stage1(tiny_cfg(cut), resume=True)
+    train_stage(tiny_cfg(cut, "stage2.num_epochs=1"), 2)
+    assert load_checkpoint(tmp_path / "cut" / "stage2" / "last.pth")["epoch"] == 1
+    train_stage(tiny_cfg(cut), 2, resume=True)
+    for stage in ("stage1", "stage2"):
+        for name in ("last.pth", "best.pth"):
+            a = load_checkpoint(tmp_path / "full" / stage / name)
+            b = load_checkpoint(tmp_path / "cut" / stage / name)
+            assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
+            assert_same_state(a["model"], b["model"])
+            assert a["scheduler"] == b["scheduler"]
+            assert a["epoch_loss"] == pytest.approx(b["epoch_loss"], rel=1e-5)
+
+
+def test_existing_run_needs_resume_and_finished_stage_is_skipped(tiny_cfg):
+    cfg = tiny_cfg("stage1.num_epochs=1")
+    train_stage1(cfg)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train_stage1(cfg)
+    assert train_stage1(cfg, resume=True)["seconds"] == 0.0
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("stage1.num_epochs=1")
+    train_stage1(cfg)
+    path = tmp_path / "run" / "stage1" / "last.pth"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path, cfg)
+    with pytest.raises(CheckpointError, match="truncated"):
+        train_stage1(cfg, resume=True)
+
+
+def test_checkpoint_from_another_config_is_a_clear_error(tiny_cfg, tmp_path):
+    train_stage1(tiny_cfg("stage1.num_epochs=1"))
+    path = tmp_path / "run" / "stage1" / "last.pth"
+    with pytest.raises(CheckpointError, match=r"model settings.*memae.num_slots: 16 there, 8 now"):
+        load_checkpoint(path, tiny_cfg("model.memae.num_slots=8"))
+    with pytest.raises(CheckpointError, match="data settings.*cubes.size"):
+        train_stage1(tiny_cfg("preprocess.cubes.size=24"), resume=True)
+    # settings that do not change the weights are not checked
+    load_checkpoint(path, tiny_cfg("model.deterministic=false", "data.root=elsewhere"))
+    # stage 2 checks the stage-1 checkpoint it starts from
+    with pytest.raises(CheckpointError, match="memae.feature_root"):
+        train_stage(tiny_cfg("model.memae.feature_root=8"), 2)
+
+
+def test_evaluation_outputs(tiny_cfg, tmp_path):
+    cfg = tiny_cfg()
+    train_stage1(cfg)
+    train_stage(cfg, 2)
+    train_stage(cfg, 3)
+    metrics = evaluate(cfg)
+    out = tmp_path / "run" / "eval"
+    stats = json.loads((tmp_path / "run" / "stage3" / "best.train_stats.json").read_text())
+    assert stats["num_cubes"] == 48 and stats["std_r"] > 0 and stats["std_p"] > 0
+    assert set(metrics["scores"]) == {"fused", "flow_reconstruction", "frame_prediction"}
+    fused = metrics["scores"]["fused"]
+    assert fused["num_labelled_videos"] == 2
+    assert fused["num_scored_frames"] == 2 * (20 - 4)
+    assert fused["per_video_auroc"]["c"] is None
+    assert metrics["checkpoint"]["selection"].startswith("best")
+    assert metrics["num_frames_without_objects"] == 4 + 8
+
+    doc = json.loads((out / "scores.json").read_text())
+    video_a, _, video_c = doc["videos"]
+    assert video_a["frame_score"][:4] == [None] * 4 and video_a["smoothed_score"][:4] == [None] * 4
+    assert len(video_a["frame_score"]) == 20 and video_a["labels"][10] == 1
+    assert video_c["labels"] is None and video_c["objects"]["frame"] == []
+    objects = video_a["objects"]
+    assert len(objects["box"]) == len(objects["s_r"]) == 2 * 18
+    # frame 5 of video a: max over its two objects
+    f5 = [s for f, s in zip(objects["frame"], objects["score"]) if f == 5]
+    assert video_a["frame_score"][5] == pytest.approx(max(f5))
+    # a frame without objects has the score of a zero-error object
+    empty = -stats["mean_r"] / stats["std_r"] - 0.1 * stats["mean_p"] / stats["std_p"]
+    assert video_c["frame_score"][6] == pytest.approx(empty)
+    for name in ("roc.png", "objects_highest.png", "objects_lowest.png", "curves/a.png"):
+        assert (out / name).is_file(), name
+
+    # re-fusing the saved scores with other weights needs no model
+    again = rescore(tiny_cfg("eval.w_p=0.0"))
+    assert again["scores"]["fused"]["micro_auroc"] == again["scores"]["flow_reconstruction"][
+        "micro_auroc"
+    ]
+    with pytest.raises(CheckpointError, match="scores .* other data settings"):
+        read_scores(out / "scores.json", tiny_cfg("data.dataset=avenue"))

@@ -1,0 +1,110 @@
+"""Stages 2 and 3 of HF2-VAD (SPEC 5).
+
+Stage 2 trains the CVAE to predict the target frame from 4 frames and the ML-MemAE-SC's
+reconstructions of the 4 flows, with the ML-MemAE-SC (from stage 1) frozen in eval mode; only the
+CVAE losses (KL, frame, gradient) are optimised. Stage 3 fine-tunes both networks jointly with
+all losses. Types cvae and vae have no ML-MemAE-SC: they train in stage 2 only, from scratch.
+
+    python train.py --cfg cfgs/ped2.yaml --stage 2 [--resume] [key=value ...]
+    python train.py --cfg cfgs/ped2.yaml --stage 3
+    torchrun --nproc_per_node=2 train.py --cfg cfgs/ped2.yaml --stage 2
+
+Writes <run_dir>/stage{2,3}/{last.pth, best.pth, config.yaml, tb/}.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from datasets import CubeDataset
+from datasets.cubes import cube_dir
+from models import build_loss, build_model
+from utils.checkpoint import load_checkpoint, restore_model, stage_dir
+from utils.config import add_config_args, load_config
+from utils.engine import Stage, cleanup_distributed, fit, setup_distributed
+from utils.misc import get_logger, seed_everything
+from utils.plots import tensorboard_grid
+
+
+def check_stage(cfg, stage: int) -> None:
+    """Which stages a model type has: memae 1; hybrid 1, 2, 3; cvae and vae 2."""
+    kind = cfg.model.type
+    if stage not in (2, 3):
+        raise ValueError(f"train.py runs stage 2 or 3, got {stage} (stage 1: ml_memae_sc_train.py)")
+    if kind == "memae":
+        raise ValueError("model.type 'memae' is trained by stage 1 alone (ml_memae_sc_train.py)")
+    if stage == 3 and kind != "hybrid":
+        raise ValueError(
+            f"stage 3 fine-tunes ML-MemAE-SC and CVAE jointly; model.type {kind!r} has no "
+            "ML-MemAE-SC, so it is trained by stage 2 alone"
+        )
+
+
+def _init_weights(cfg, model, stage: int) -> None:
+    """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid), stage 3 from stage 2's whole model."""
+    if stage == 2 and model.memae is None:
+        return
+    path = stage_dir(cfg, stage - 1) / f"{cfg.train.init_from}.pth"
+    ckpt = load_checkpoint(path, cfg)
+    restore_model(model, ckpt, path)
+    get_logger().info(f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})")
+
+
+def image_grid(batch, out):
+    """Last flow and its reconstruction (when any), target and predicted frames."""
+    recon = out["flow_recon"][:, -1] if out["flow_recon"] is not None else None
+    return tensorboard_grid(batch["flows"][:, -1], recon, out["frame_target"], out["frame_pred"])
+
+
+def train_stage(cfg, stage: int, resume: bool = False) -> dict:
+    """Train (or resume, or skip when finished) stage 2 or 3 for `cfg`; returns fit()'s summary."""
+    check_stage(cfg, stage)
+    if cfg.train.init_from not in ("best", "last"):
+        raise ValueError(
+            f"config key 'train.init_from' must be best or last, got {cfg.train.init_from!r}"
+        )
+    ctx = setup_distributed(cfg.device)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model)
+    _init_weights(cfg, model, stage)
+    loss_cfg = cfg.loss.to_dict()
+    if stage == 2:
+        model.set_memae_frozen(True)
+        # The frozen ML-MemAE-SC gets no gradients; its loss terms are logged, not optimised.
+        loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
+    criterion = build_loss(loss_cfg)
+    stage_cfg = cfg[f"stage{stage}"]
+    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split), max_cubes=stage_cfg.max_cubes)
+
+    def loss_fn(module, batch):
+        out = module(batch["frames"], batch["flows"])
+        return criterion(out), out
+
+    run = Stage(
+        f"stage{stage}",
+        stage_cfg,
+        stage_dir(cfg, stage),
+        model,
+        "hf2vad",
+        dataset,
+        loss_fn,
+        image_grid,
+    )
+    return fit(run, cfg, ctx, resume=resume)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_config_args(parser)
+    parser.add_argument("--stage", type=int, required=True, choices=(2, 3))
+    parser.add_argument("--resume", action="store_true", help="continue from stageN/last.pth")
+    args = parser.parse_args()
+    cfg = load_config(args.cfg, args.overrides)
+    try:
+        train_stage(cfg, args.stage, resume=args.resume)
+    finally:
+        cleanup_distributed()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""The training loop shared by the three stages: optimiser, schedule, epochs, checkpoints, logging.
+
+Distributed training: launched with `torchrun --nproc_per_node=K script.py ...`, each process
+reads RANK / WORLD_SIZE / LOCAL_RANK, joins a process group (nccl on CUDA, gloo on CPU), trains a
+DistributedDataParallel copy on its shard of every epoch (DistributedSampler) and rank 0 alone
+logs and writes files. `batch_size` in a stage section is the global batch: each of the K
+processes takes batch_size / K cubes per step, so one step sees the same data as without torchrun.
+
+Reproducibility and resuming: the data order of epoch e comes from (seed, e) (DistributedSampler),
+and python/numpy/torch are re-seeded from (seed, e, rank) at the start of every epoch (dropout,
+the CVAE's posterior noise). A run resumed from the checkpoint after epoch e therefore continues
+exactly as the uninterrupted run would (on CPU; CUDA kernels may differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import save_config
+from utils.misc import get_logger, resolve_device, seed_everything, seed_worker
+
+# loss_fn(train_module, batch) -> (named loss terms including "total", model outputs)
+LossFn = Callable[[nn.Module, dict], tuple[dict[str, torch.Tensor], dict]]
+# image_fn(batch, outputs) -> image [3, H, W] for TensorBoard
+ImageFn = Callable[[dict, dict], torch.Tensor]
+
+
+@dataclass
+class DistContext:
+    """Where this process stands: its rank among `world_size` processes and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device_name: str) -> DistContext:
+    """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = resolve_device(device_name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # Long timeout: rank 0 alone pre-processes and evaluates while the others wait.
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=3)
+        )
+    return DistContext(rank, world_size, local_rank, device)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def build_optimizer(params, stage_cfg) -> torch.optim.Adam:
+    """Adam (betas 0.9 / 0.999) with the stage's lr and eps (SPEC 5)."""
+    return torch.optim.Adam(params, lr=stage_cfg.lr, eps=stage_cfg.eps, betas=(0.9, 0.999))
+
+
+def build_scheduler(optimizer, stage_cfg) -> torch.optim.lr_scheduler.StepLR:
+    """StepLR: lr x gamma every step_size epochs (stepped once per epoch)."""
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=stage_cfg.step_size, gamma=stage_cfg.gamma
+    )
+
+
+def autocast(device: torch.device, train_cfg):
+    """float16 autocast on CUDA when train.amp, bfloat16 on CPU when train.bf16_cpu."""
+    if device.type == "cuda" and train_cfg.amp:
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and train_cfg.bf16_cpu:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_train_loader(dataset: Dataset, stage_cfg, seed: int, ctx: DistContext) -> DataLoader:
+    """Shuffled loader over this process's shard; order depends on (seed, epoch) only."""
+    if stage_cfg.batch_size % ctx.world_size:
+        raise ValueError(
+            f"stage batch_size {stage_cfg.batch_size} must be divisible by the number of "
+            f"processes ({ctx.world_size})"
+        )
+    sampler = DistributedSampler(
+        dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
+    )
+    return DataLoader(
+        dataset,
+        batch_size=stage_cfg.batch_size // ctx.world_size,
+        sampler=sampler,
+        num_workers=stage_cfg.num_workers,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator(),
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one epoch on one process (distinct noise per rank, fixed per epoch)."""
+    return seed + 1_000_003 * (epoch + 1) + 7919 * rank
+
+
+@dataclass
+class Stage:
+    """One training stage: what is trained, on what, and where its files go.
+
+    module: the network whose weights are optimised and saved (the ML-MemAE-SC alone in stage 1,
+    the HF2VAD wrapper afterwards); only its parameters with requires_grad are optimised.
+    kind: "memae" or "hf2vad", recorded in the checkpoint.
+    """
+
+    name: str
+    stage_cfg: object
+    out_dir: Path
+    module: nn.Module
+    kind: str
+    dataset: Dataset
+    loss_fn: LossFn
+    image_fn: ImageFn
+
+
+def _all_reduce_sums(sums: dict[str, torch.Tensor], count: int, device) -> dict[str, float]:
+    names = sorted(sums)
+    packed = torch.stack(
+        [sums[n].to(device, torch.float64) for n in names]
+        + [torch.tensor(float(count), device=device, dtype=torch.float64)]
+    )
+    if dist.is_initialized():
+        dist.all_reduce(packed)
+    total = packed[-1].item()
+    return {n: packed[i].item() / max(total, 1.0) for i, n in enumerate(names)}
+
+
+def train_one_epoch(
+    stage: Stage,
+    train_module: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    ctx: DistContext,
+    train_cfg,
+    epoch: int,
+    step: int,
+    writer,
+) -> tuple[dict[str, float], int]:
+    """One pass over this process's shard. Returns (mean of each loss term over all cubes, step)."""
+    train_module.train()
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    num_epochs = stage.stage_cfg.num_epochs
+    bar = tqdm(
+        loader,
+        desc=f"{stage.name} {epoch + 1}/{num_epochs}",
+        disable=not ctx.is_main,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for batch in bar:
+        batch = to_device(batch, ctx.device)
+        with autocast(ctx.device, train_cfg):
+            losses, out = stage.loss_fn(train_module, batch)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"{stage.name}: loss is {total.item()} at epoch {epoch + 1}, step {step + 1}"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        size = batch["flows"].shape[0]
+        count += size
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + value.detach().double().cpu() * size
+        if writer is not None and step % train_cfg.log_every == 0:
+            for name, value in losses.items():
+                writer.add_scalar(f"loss/{name}", value.item(), step)
+            writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
+        if writer is not None and (step % train_cfg.image_every == 0 or step == 1):
+            writer.add_image("objects", stage.image_fn(batch, out), step)
+        if ctx.is_main:
+            bar.set_postfix(loss=f"{total.item():.4g}")
+    return _all_reduce_sums(sums, count, ctx.device), step
+
+
+def _resume_state(stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, scaler, resume: bool):
+    """(first epoch, step, best loss) after loading `last.pth` when resuming."""
+    last = stage.out_dir / "last.pth"
+    if not last.exists():
+        return 0, 0, math.inf
+    if not resume:
+        raise CheckpointError(
+            f"{last} already exists: pass --resume to continue that run, or choose another "
+            f"run_dir (or delete {stage.out_dir}) to start over"
+        )
+    ckpt = load_checkpoint(last, cfg, map_location=ctx.device)
+    if ckpt["module"] != stage.kind:
+        raise CheckpointError(f"{last} holds a {ckpt['module']} model, expected {stage.kind}")
+    stage.module.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    return ckpt["epoch"], ckpt["step"], ckpt["best_loss"]
+
+
+def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
+    """Train `stage` to `stage_cfg.num_epochs` epochs, resuming from last.pth when asked.
+
+    Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean training
+    loss of an epoch (no test labels are used). Returns a summary dict.
+    """
+    logger = get_logger()
+    stage_cfg = stage.stage_cfg
+    module = stage.module.to(ctx.device)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, stage_cfg)
+    scheduler = build_scheduler(optimizer, stage_cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and cfg.train.amp)
+    start_epoch, step, best_loss = _resume_state(
+        stage, cfg, ctx, optimizer, scheduler, scaler, resume
+    )
+    if start_epoch >= stage_cfg.num_epochs:
+        logger.info(f"{stage.name}: already trained for {start_epoch} epochs, nothing to do")
+        return {"epochs": start_epoch, "best_loss": best_loss, "seconds": 0.0}
+    if start_epoch:
+        logger.info(f"{stage.name}: resuming after epoch {start_epoch} (step {step})")
+    train_module = module
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_module = DistributedDataParallel(module, device_ids=device_ids)
+    loader = build_train_loader(stage.dataset, stage_cfg, cfg.seed, ctx)
+    writer = None
+    if ctx.is_main:
+        from torch.utils.tensorboard import SummaryWriter  # slow import, rank 0 only
+
+        stage.out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, stage.out_dir / "config.yaml")
+        writer = SummaryWriter(str(stage.out_dir / "tb"), purge_step=step + 1)
+    logger.info(
+        f"{stage.name}: {len(stage.dataset)} cubes, {sum(p.numel() for p in params):,} trained "
+        f"parameters, {stage_cfg.num_epochs} epochs, {ctx.device}, {ctx.world_size} process(es)"
+    )
+    started = time.time()
+    for epoch in range(start_epoch, stage_cfg.num_epochs):
+        tic = time.time()
+        loader.sampler.set_epoch(epoch)
+        loader.generator.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))
+        seed_everything(epoch_seed(cfg.seed, epoch, ctx.rank))
+        lr = optimizer.param_groups[0]["lr"]
+        means, step = train_one_epoch(
+            stage, train_module, loader, optimizer, scaler, ctx, cfg.train, epoch, step, writer
+        )
+        scheduler.step()
+        if ctx.is_main:
+            best_loss = _save_epoch(
+                stage, cfg, epoch, step, means, best_loss, optimizer, scheduler, scaler
+            )
+            for name, value in means.items():
+                writer.add_scalar(f"epoch/{name}", value, epoch + 1)
+            writer.add_scalar("epoch/lr", lr, epoch + 1)
+            writer.flush()
+        terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "total")
+        logger.info(
+            f"{stage.name} epoch {epoch + 1}/{stage_cfg.num_epochs}: loss {means['total']:.5g} "
+            f"({terms}) lr {lr:.3g} {time.time() - tic:.1f}s"
+        )
+        barrier()
+    if writer is not None:
+        writer.close()
+    return {
+        "epochs": stage_cfg.num_epochs,
+        "best_loss": best_loss,
+        "seconds": time.time() - started,
+    }
+
+
+def _save_epoch(stage, cfg, epoch, step, means, best_loss, optimizer, scheduler, scaler) -> float:
+    """Write best.pth when the epoch loss improved, and last.pth every ckpt_every epochs."""
+    done = epoch + 1
+    loss = means["total"]
+    improved = loss < best_loss
+    best_loss = min(best_loss, loss)
+    state = {
+        "model": stage.module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": done,
+        "step": step,
+        "epoch_loss": loss,
+        "loss_terms": means,
+        "best_loss": best_loss,
+    }
+    if improved:
+        save_checkpoint(stage.out_dir / "best.pth", state, cfg, stage.kind)
+    if done % stage.stage_cfg.ckpt_every == 0 or done == stage.stage_cfg.num_epochs:
+        save_checkpoint(stage.out_dir / "last.pth", state, cfg, stage.kind)
+        if cfg.train.keep_epochs:
+            save_checkpoint(stage.out_dir / f"epoch_{done:03d}.pth", state, cfg, stage.kind)
+    return best_loss
