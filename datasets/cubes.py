@@ -1,0 +1,75 @@
+"""Memory-mapped access to the spatio-temporal cubes written by `pre_process` (layout in
+`pre_process/cubes.py`). Loading executes no code: `.npy` with allow_pickle=False and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from utils.io import read_json
+
+CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
+
+
+def cube_dir(cfg, split: str) -> Path:
+    """`<cfg.data.cache_dir>/cubes/<split>`."""
+    return Path(cfg.data.cache_dir) / "cubes" / split
+
+
+class CubeDataset(Dataset):
+    """The cubes of one split.
+
+    Item i: {"frames": float32 [5, 3, 32, 32] in [0, 1] (frames i-4 ... i of the target's video,
+    RGB), "flows": float32 [4, 2, 32, 32] (pixels; channel 0 = dx), "index": i}. `boxes` [N, 4],
+    `video_idx` [N] and `frame_idx` [N] are aligned with the items: row i describes item i.
+    With `max_cubes` > 0, an evenly spaced subset of that many cubes is used (deterministic).
+    """
+
+    def __init__(self, cube_dir: str | Path, max_cubes: int = 0):
+        self.cube_dir = Path(cube_dir)
+        manifest_path = self.cube_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"cube folder {self.cube_dir} is missing or incomplete (no manifest.json); "
+                f"run: python -m pre_process.run --cfg <your config>"
+            )
+        self.manifest = read_json(manifest_path)
+        self.videos: list[str] = list(self.manifest["videos"])
+        self.num_frames: list[int] = list(self.manifest["num_frames"])
+        total = int(self.manifest["count"])
+        arrays = {name: self._open(name, total) for name in CUBE_ARRAYS}
+        self.rows = np.arange(total)
+        if 0 < max_cubes < total:
+            self.rows = np.unique(np.linspace(0, total - 1, max_cubes).round().astype(np.int64))
+        self.boxes = np.asarray(arrays["boxes"][self.rows])
+        self.video_idx = np.asarray(arrays["video_idx"][self.rows])
+        self.frame_idx = np.asarray(arrays["frame_idx"][self.rows])
+        self._frames = arrays["frames"]
+        self._flows = arrays["flows"]
+
+    def _open(self, name: str, total: int) -> np.ndarray:
+        path = self.cube_dir / f"{name}.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"cube file missing: {path} (re-run pre-processing)")
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if array.shape[:1] != (total,):
+            raise ValueError(
+                f"cube file {path} has {array.shape[0]} rows but manifest.json says {total}"
+            )
+        return array
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows[index]
+        frames = torch.from_numpy(np.array(self._frames[row]))  # [5, 32, 32, 3] uint8
+        flows = torch.from_numpy(np.array(self._flows[row], dtype=np.float32))
+        return {
+            "frames": frames.permute(0, 3, 1, 2).float().div_(255.0),
+            "flows": flows.permute(0, 3, 1, 2).contiguous(),
+            "index": int(index),
+        }

@@ -1,0 +1,328 @@
+"""Run pre-processing: boxes, flows and cubes for the configured splits, with caching.
+
+    python -m pre_process.run --cfg cfgs/ped2.yaml [--splits training testing] [key=value ...]
+
+Cache layout under `data.cache_dir`:
+- `boxes/<split>/<video>.json`   per-frame boxes of one video, with the fingerprint they were
+                                 made from;
+- `flows/<split>/<video>.npy`    flows [T, H, W, 2] (`preprocess.flow.dtype`), with a sidecar
+                                 `<video>.json` holding their fingerprint;
+- `cubes/<split>/`               the cube arrays and `manifest.json` (see pre_process/cubes.py);
+- `config.yaml`                  the resolved config of the last run;
+- `preprocess_summary.json`      frames, boxes, cubes and seconds per step and split.
+A fingerprint holds the step's settings and its inputs (frame count, size, bytes and newest
+modification time of the frames; for cubes, the fingerprints of the boxes and flows). A step whose
+fingerprint is unchanged is skipped, so an interrupted run resumes where it stopped (every file is
+written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from datasets import synthetic
+from datasets.frames import Video, list_videos
+from pre_process.boxes import BoxExtractor
+from pre_process.cubes import write_split_cubes
+from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
+from utils.config import Config, add_config_args, load_config, save_config
+from utils.io import read_json, write_json
+from utils.misc import get_logger, resolve_device
+
+log = get_logger()
+
+
+def _digest(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _settings(section) -> dict:
+    return section.to_dict() if isinstance(section, Config) else dict(section)
+
+
+def ensure_dataset(cfg) -> None:
+    """Generate the synthetic dataset when the config asks for it and it is absent or stale."""
+    folder = Path(cfg.data.root) / cfg.data.dataset
+    if not cfg.data.synthetic or synthetic.is_current(folder, cfg.synthetic):
+        return
+    log.info(f"generating the synthetic dataset in {folder}")
+    info = synthetic.generate(folder, cfg.synthetic)
+    log.info(
+        f"synthetic data: {info['train_frames']} training and {info['test_frames']} test "
+        f"frames ({info['abnormal_test_frames']} abnormal)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes
+
+
+def _read_boxes(path: Path, fingerprint: dict) -> list[np.ndarray] | None:
+    """The cached boxes of a video, or None when missing or made from other settings/inputs."""
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    if stored.get("fingerprint") != fingerprint:
+        return None
+    return [np.asarray(b, dtype=np.float32).reshape(-1, 4) for b in stored["boxes"]]
+
+
+def _box_video(
+    video: Video, box_cfg, device, path: Path, fingerprint: dict, extractor=None, progress=None
+) -> list[np.ndarray]:
+    extractor = extractor or BoxExtractor(box_cfg, device)
+    boxes = []
+    for frame_boxes in extractor.video_boxes(video.frames()):
+        boxes.append(frame_boxes)
+        if progress is not None:
+            progress(1)
+    write_json(
+        path,
+        {
+            "video": video.name,
+            "num_frames": video.num_frames,
+            "frame_size": list(video.frame_size),
+            "fingerprint": fingerprint,
+            "boxes": [np.round(b, 2).tolist() for b in boxes],
+        },
+    )
+    return boxes
+
+
+def step_boxes(cfg, split: str, videos: list[Video], fingerprints: list, device) -> tuple:
+    """Boxes of every video (cached per video). Returns (boxes per video, videos computed)."""
+    folder = Path(cfg.data.cache_dir) / "boxes" / split
+    paths = [folder / f"{v.name}.json" for v in videos]
+    result = [_read_boxes(p, f) for p, f in zip(paths, fingerprints)]
+    todo = [k for k, r in enumerate(result) if r is None]
+    if todo:
+        args = [
+            (videos[k], cfg.preprocess.boxes, str(device), paths[k], fingerprints[k]) for k in todo
+        ]
+        for k, boxes in zip(
+            todo,
+            _run_jobs(
+                _box_video,
+                args,
+                cfg,
+                f"{split} boxes",
+                BoxExtractor,
+                (cfg.preprocess.boxes, device),
+            ),
+        ):
+            result[k] = boxes
+    return result, len(todo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flows
+
+
+def _flow_current(path: Path, fingerprint: dict) -> bool:
+    sidecar = path.with_suffix(".json")
+    return path.is_file() and sidecar.is_file() and read_json(sidecar) == fingerprint
+
+
+def _flow_video(
+    video: Video, flow_cfg, device, path: Path, fingerprint: dict, estimator=None, progress=None
+) -> None:
+    estimator = estimator or build_flow_estimator(flow_cfg, device)
+    write_video_flows(
+        video.frames(),
+        video.num_frames,
+        estimator,
+        path,
+        flow_cfg.first_frame,
+        flow_cfg.dtype,
+        progress,
+    )
+    write_json(path.with_suffix(".json"), fingerprint)
+
+
+def step_flows(cfg, split: str, videos: list[Video], fingerprints: list, device) -> tuple:
+    """Flows of every video (cached per video). Returns (paths, videos computed)."""
+    folder = Path(cfg.data.cache_dir) / "flows" / split
+    paths = [folder / f"{v.name}.npy" for v in videos]
+    todo = [k for k in range(len(videos)) if not _flow_current(paths[k], fingerprints[k])]
+    if todo:
+        args = [
+            (videos[k], cfg.preprocess.flow, str(device), paths[k], fingerprints[k]) for k in todo
+        ]
+        list(
+            _run_jobs(
+                _flow_video,
+                args,
+                cfg,
+                f"{split} flows",
+                build_flow_estimator,
+                (cfg.preprocess.flow, device),
+            )
+        )
+    return paths, len(todo)
+
+
+def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
+    """Run `job(*a)` for every a in `args`: here with one shared tool (detector / flow model)
+    and a per-frame progress bar, or in `preprocess.num_workers` processes (per-video bar)."""
+    total = sum(a[0].num_frames for a in args)
+    workers = cfg.preprocess.num_workers
+    if workers > 0 and len(args) > 1:
+        with (
+            ProcessPoolExecutor(workers) as pool,
+            tqdm(total=total, desc=desc, unit="frame") as bar,
+        ):
+            futures = [pool.submit(job, *a) for a in args]
+            for a, future in zip(args, futures):
+                yield future.result()
+                bar.update(a[0].num_frames)
+        return
+    tool = make_tool(*tool_args)
+    with tqdm(total=total, desc=desc, unit="frame") as bar:
+        for a in args:
+            yield job(*a, tool, bar.update)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cubes
+
+
+def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tuple[int, bool]:
+    """Cubes of a split. Returns (number of cubes, whether they were computed)."""
+    from datasets.cubes import cube_dir
+
+    out_dir = cube_dir(cfg, split)
+    cube_cfg = cfg.preprocess.cubes
+    fingerprint = _digest(
+        {"cubes": _settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
+    )
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = read_json(manifest_path)
+        if manifest.get("fingerprint") == fingerprint:
+            return int(manifest["count"]), False
+    manifest = {
+        "split": split,
+        "videos": [v.name for v in videos],
+        "num_frames": [v.num_frames for v in videos],
+        "frame_size": list(videos[0].frame_size),
+        "sources": [{"video": v.name, "source": str(v.source), "start": v.start} for v in videos],
+        "num_boxes": [int(sum(len(b) for b in vb)) for vb in boxes],
+        "fingerprint": fingerprint,
+        "config": {"data": _settings(cfg.data), "preprocess": _settings(cfg.preprocess)},
+    }
+    sizes = {tuple(v.frame_size) for v in videos}
+    if len(sizes) > 1:  # allowed (boxes are per video) but worth knowing
+        log.info(f"{split}: videos have different frame sizes {sorted(sizes)}")
+    total = sum(v.num_frames for v in videos)
+    with tqdm(total=total, desc=f"{split} cubes", unit="frame") as bar:
+        count = write_split_cubes(
+            out_dir,
+            videos,
+            boxes,
+            lambda k: load_flows(flow_paths[k], videos[k].num_frames, videos[k].frame_size),
+            manifest,
+            size=cube_cfg.size,
+            num_frames=cube_cfg.num_frames,
+            chunk_size=cube_cfg.chunk_size,
+            progress=bar.update,
+        )
+    return count, True
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def preprocess_split(cfg, split: str, device) -> dict:
+    """Boxes, flows and cubes of one split; returns its summary."""
+    videos = list_videos(cfg.data, split)
+    num_frames = sum(v.num_frames for v in videos)
+    inputs = [v.signature() for v in videos]
+    box_fps = [{"settings": _settings(cfg.preprocess.boxes), "input": i} for i in inputs]
+    flow_fps = [{"settings": _settings(cfg.preprocess.flow), "input": i} for i in inputs]
+    seconds = {}
+    tic = time.time()
+    boxes, boxes_done = step_boxes(cfg, split, videos, box_fps, device)
+    seconds["boxes"] = time.time() - tic
+    tic = time.time()
+    flow_paths, flows_done = step_flows(cfg, split, videos, flow_fps, device)
+    seconds["flows"] = time.time() - tic
+    tic = time.time()
+    count, cubes_done = step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps)
+    seconds["cubes"] = time.time() - tic
+    num_boxes = sum(len(b) for vb in boxes for b in vb)
+    return {
+        "videos": len(videos),
+        "frames": num_frames,
+        "boxes": num_boxes,
+        "boxes_per_frame": round(num_boxes / max(num_frames, 1), 3),
+        "cubes": count,
+        "computed": {"boxes": boxes_done, "flows": flows_done, "cubes": cubes_done},
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"pre-processing summary ({summary['dataset']}, cache {summary['cache_dir']})",
+        f"{'split':<10}{'videos':>7}{'frames':>8}{'boxes':>8}{'box/fr':>8}{'cubes':>8}"
+        f"{'boxes s':>9}{'flows s':>9}{'cubes s':>9}",
+    ]
+    for split, s in summary["splits"].items():
+        sec = s["seconds"]
+        lines.append(
+            f"{split:<10}{s['videos']:>7}{s['frames']:>8}{s['boxes']:>8}"
+            f"{s['boxes_per_frame']:>8.2f}{s['cubes']:>8}{sec['boxes']:>9.1f}"
+            f"{sec['flows']:>9.1f}{sec['cubes']:>9.1f}"
+        )
+    lines.append(
+        f"total {summary['seconds']:.1f} s, {summary['frames_per_second']:.1f} frames/s "
+        f"(steps skipped when cached: see 'computed' in preprocess_summary.json)"
+    )
+    return "\n".join(lines)
+
+
+def run_preprocess(cfg, splits=None) -> dict:
+    """Boxes, flows and cubes for `splits` (default: data.train_split and data.test_split),
+    skipping what is cached and up to date. Prints and saves a summary; returns it."""
+    splits = tuple(splits or (cfg.data.train_split, cfg.data.test_split))
+    tic = time.time()
+    ensure_dataset(cfg)
+    cache = Path(cfg.data.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, cache / "config.yaml")
+    device = resolve_device(cfg.device)
+    summary = {"dataset": cfg.data.dataset, "cache_dir": str(cache), "splits": {}}
+    for split in splits:
+        summary["splits"][split] = preprocess_split(cfg, split, device)
+    summary["seconds"] = round(time.time() - tic, 2)
+    frames = sum(s["frames"] for s in summary["splits"].values())
+    summary["frames_per_second"] = round(frames / max(summary["seconds"], 1e-9), 2)
+    write_json(cache / "preprocess_summary.json", summary)
+    log.info(format_summary(summary))
+    return summary
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_config_args(parser)
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=None,
+        help="splits to process (default: data.train_split data.test_split)",
+    )
+    args = parser.parse_args(argv)
+    cfg = load_config(args.cfg, args.overrides)
+    return run_preprocess(cfg, args.splits)
+
+
+if __name__ == "__main__":
+    main()
