@@ -73,7 +73,8 @@ class FarnebackFlow:
 
 
 class RAFTFlow:
-    """torchvision RAFT (small or large) on RGB frames padded to a multiple of 8."""
+    """torchvision RAFT (small or large) on RGB frames, padded (replicated border) to sides that
+    are multiples of 8 and at least 128 pixels."""
 
     def __init__(
         self,
@@ -102,7 +103,8 @@ class RAFTFlow:
     @torch.no_grad()
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         height, width = prev.shape[:2]
-        pad = (0, -width % 8, 0, -height % 8)  # right and bottom
+        # RAFT needs sides that are multiples of 8 and at least 128 (its correlation pyramid)
+        pad = (0, max(128, width + -width % 8) - width, 0, max(128, height + -height % 8) - height)
         pair = [F.pad(self._tensor(f), pad, mode="replicate") for f in (prev, cur)]
         flow = self.model(*pair, num_flow_updates=self.num_iters)[-1]
         return flow[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
