@@ -249,6 +249,7 @@ def generate(folder: str | Path, cfg) -> dict:
         raise FileExistsError(f"{folder} exists and is not a synthetic dataset; not replacing it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         scene_rng = np.random.default_rng([cfg.seed, 0])
         background = make_background(scene_rng, cfg.height, cfg.width)

@@ -151,6 +151,7 @@ def write_split_cubes(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     count = sum(len(b) for video_boxes in boxes for b in video_boxes)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     threads = torch.get_num_threads()
     # The crops are tiny: one thread avoids thread start-up and contention costs (20x here).
     torch.set_num_threads(1)
