@@ -7,6 +7,7 @@ files (`<video>.avi|mp4|...`, decoded with OpenCV). Frames are returned as RGB u
 Rules (bad input fails with a message naming the file):
 - an empty video folder, a gap in the frame numbers, two files with the same number, an unreadable
   frame, and a frame whose size differs from the video's first frame are errors;
+- folders named `*_gt` are label folders (UCSD's pixel masks), not videos;
 - a video shorter than `MIN_FRAMES` (5, one cube's worth) is an error. Training clips made by
   `data.exclude_train` that end up shorter than that are dropped with a warning (they are training
   data only; nothing is evaluated on them).
@@ -177,7 +178,9 @@ def list_videos(data_cfg, split: str) -> list[Video]:
     entries = sorted(
         p
         for p in folder.iterdir()
-        if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS)
+        if not p.name.startswith(".")
+        and not p.name.endswith("_gt")  # UCSD keeps its pixel masks next to the videos
+        and (p.is_dir() or p.suffix.lower() in VIDEO_EXTS)
     )
     if data_cfg.videos:
         wanted = [str(v) for v in data_cfg.videos]

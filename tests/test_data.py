@@ -40,6 +40,7 @@ def test_layout_lists_folders_and_video_files(tmp_path):
     split = tmp_path / "toy" / "training" / "frames"
     write_frames(split / "02", 6)
     write_frames(split / "01", 7)
+    write_frames(split / "01_gt", 7)  # UCSD pixel masks next to the videos: not a video
     writer = cv2.VideoWriter(str(split / "03.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
     for k in range(8):
         writer.write(np.full((24, 32, 3), 30 * k, np.uint8))
