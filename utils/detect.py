@@ -29,6 +29,7 @@ objects and the smoothing, so it is a rough guide only (the output says which wa
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -36,14 +37,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from scipy.stats import norm
 from tqdm import tqdm
 
+from datasets import CubeDataset
 from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
-from eval import eval_checkpoint_path, stats_path, training_statistics
+from eval import (
+    collect_object_scores,
+    eval_checkpoint_path,
+    stats_path,
+    training_statistics,
+)
 from models import build_model, object_scores
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
@@ -58,9 +66,9 @@ from utils.detect_outputs import (
     streamed_file,
     write_frame_csv,
 )
-from utils.io import read_json, write_json
+from utils.io import atomic_write, read_json, write_json
 from utils.misc import get_logger, resolve_device
-from utils.scoring import empty_frame_score, fuse_scores, smooth
+from utils.scoring import empty_frame_score, fuse_scores, smooth, video_frame_scores
 
 FORMAT = "hf2vad-detect-1"
 CONFIG_CANDIDATES = (
@@ -225,50 +233,15 @@ def far_threshold(det: Detector, far: float) -> Threshold:
     )
 
 
-def _train_scores_path(ckpt_path: Path) -> Path:
-    return ckpt_path.with_name(f"{ckpt_path.stem}.train_object_scores.npz")
-
-
 def training_frame_scores(det: Detector) -> np.ndarray:
-    """Smoothed frame scores of every scored training frame (eval's protocol), from the object
-    errors of the training cubes (computed once per checkpoint, cached beside it)."""
-    from datasets import CubeDataset
-    from eval import collect_object_scores
-    from utils.scoring import video_frame_scores
-
+    """Smoothed frame scores of every scored training frame, with eval's protocol."""
     cfg = det.cfg
-    path = _train_scores_path(det.ckpt_path)
-    identity = str(_stats_identity(cfg, det.ckpt))
-    cached = None
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["identity"]) == identity:
-                cached = {
-                    k: data[k] for k in ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
-                }
-    if cached is None:
-        dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
-        s_r, s_p = collect_object_scores(
-            det.model,
-            dataset,
-            cfg.eval.batch_size,
-            cfg.eval.num_workers,
-            det.device,
-            "training frame scores",
-        )
-        cached = {
-            "s_r": s_r,
-            "s_p": s_p,
-            "video_idx": np.asarray(dataset.video_idx, np.int64),
-            "frame_idx": np.asarray(dataset.frame_idx, np.int64),
-            "num_frames": np.asarray(dataset.num_frames, np.int64),
-        }
-        _save_npz(path, identity=np.array(identity), **cached)
+    objects = training_object_errors(det)
     _, smoothed = video_frame_scores(
-        det.fuse(cached["s_r"], cached["s_p"]),
-        cached["video_idx"],
-        cached["frame_idx"],
-        [int(n) for n in cached["num_frames"]],
+        det.fuse(objects["s_r"], objects["s_p"]),
+        objects["video_idx"],
+        objects["frame_idx"],
+        [int(n) for n in objects["num_frames"]],
         det.empty_score,
         cfg.eval.drop_first,
         cfg.eval.smoothing,
@@ -279,9 +252,38 @@ def training_frame_scores(det: Detector) -> np.ndarray:
     return scores[np.isfinite(scores)]
 
 
-def _save_npz(path: Path, **arrays) -> None:
-    from utils.io import atomic_write
+def training_object_errors(det: Detector) -> dict[str, np.ndarray]:
+    """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video; computed
+    once per checkpoint and cached beside it (<ckpt>.train_object_scores.npz)."""
+    cfg = det.cfg
+    path = det.ckpt_path.with_name(f"{det.ckpt_path.stem}.train_object_scores.npz")
+    identity = json.dumps(_stats_identity(cfg, det.ckpt), sort_keys=True)
+    keys = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["identity"]) == identity:
+                return {k: data[k] for k in keys}
+    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    s_r, s_p = collect_object_scores(
+        det.model,
+        dataset,
+        cfg.eval.batch_size,
+        cfg.eval.num_workers,
+        det.device,
+        "training frame scores",
+    )
+    objects = {
+        "s_r": s_r,
+        "s_p": s_p,
+        "video_idx": np.asarray(dataset.video_idx, np.int64),
+        "frame_idx": np.asarray(dataset.frame_idx, np.int64),
+        "num_frames": np.asarray(dataset.num_frames, np.int64),
+    }
+    _save_npz(path, identity=np.array(identity), **objects)
+    return objects
 
+
+def _save_npz(path: Path, **arrays) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -439,12 +441,8 @@ def open_input(path: str | Path) -> Video:
 def video_fps(video: Video, fps: float | None) -> float:
     """`fps` if given, else the file's frame rate, else DEFAULT_FOLDER_FPS."""
     if fps is not None:
-        if not fps > 0:
-            raise DetectError(f"--fps must be positive, got {fps}")
         return float(fps)
     if video.is_file:
-        import cv2
-
         capture = cv2.VideoCapture(str(video.source))
         rate = capture.get(cv2.CAP_PROP_FPS)
         capture.release()
@@ -653,6 +651,8 @@ def detect(
     `out_dir` (default: <run_dir>/detect). Returns the scores.json documents."""
     if threshold is not None and far is not None:
         raise DetectError("give --threshold or --far, not both")
+    if fps is not None and not fps > 0:
+        raise DetectError(f"--fps must be positive, got {fps}")
     videos = [limit_frames(open_input(p), max_frames) for p in inputs]
     det = load_detector(run_dir, overrides, device)
     chosen = None
