@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from utils.checkpoint import CheckpointError
 from utils.config import ConfigError
 from utils.detect import DetectError, detect
@@ -53,12 +55,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a setting of the run's config, e.g. --set eval.smoothing=gaussian",
     )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         detect(
             args.run,

@@ -49,6 +49,7 @@ from datasets.frames import VIDEO_EXTS, Video, open_video
 from eval import (
     collect_object_scores,
     eval_checkpoint_path,
+    score_weights,
     stats_path,
     training_statistics,
 )
@@ -105,13 +106,8 @@ class Detector:
 
     @property
     def weights(self) -> tuple[float, float]:
-        """(w_r, w_p) of the main score, as eval.py: a missing branch has weight 0."""
-        kind = self.cfg.model.type
-        if kind == "memae":
-            return 1.0, 0.0
-        if kind in ("cvae", "vae"):
-            return 0.0, 1.0
-        return float(self.cfg.eval.w_r), float(self.cfg.eval.w_p)
+        """(w_r, w_p) of eval.py's main score (a missing branch has weight 0)."""
+        return next(iter(score_weights(self.cfg).values()))
 
     def fuse(self, s_r: np.ndarray, s_p: np.ndarray) -> np.ndarray:
         return fuse_scores(s_r, s_p, self.stats, *self.weights)
