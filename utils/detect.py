@@ -14,12 +14,14 @@ are not scored; the rest is smoothed with eval.smoothing. The object scores equa
 the same frames (tests/test_detect.py checks it).
 
 Memory does not grow with the video's length except for a few numbers per frame: the stream holds
-6 frames and 5 flows (pre_process/stream.py), cubes wait for a model batch of eval.batch_size
-(at most `max_pending` frames), and the annotated video is written with a delay of the smoothing
-radius (8 frames for a median of 17), which is when a frame's smoothed score is final.
+6 frames and 5 flows (pre_process/stream.py), frames wait with their cubes until eval.batch_size
+cubes are pending (at most eval.batch_size frames or 256 MB of frames), and the annotated video is
+written with a delay of the smoothing radius (8 frames for a median of 17), which is when a
+frame's smoothed score is final, so the video shows the same smoothed score as scores.csv.
 
 Thresholds (optional): `--threshold X` on the smoothed score, or `--far F`: the smoothed score
-that a fraction F of the *training* frames exceeds, with the same scoring protocol. The training
+that a fraction F of the *training* frames exceeds, with the same scoring protocol (one pass of
+the model over the training cubes, cached as <ckpt>.train_object_scores.npz). The training
 frames were seen in training, so expect more false alarms than F on new normal footage. Without
 the training cubes (a run directory copied elsewhere), `--far` falls back to a normal
 approximation per object: threshold = z(1 - F) * (|w_r| + |w_p|), the quantile of a fused score
