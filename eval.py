@@ -44,6 +44,7 @@ from utils.checkpoint import (
     stage_dir,
 )
 from utils.config import add_config_args, load_config, save_config
+from utils.engine import set_cpu_threads
 from utils.io import read_json, write_json
 from utils.misc import get_logger, resolve_device
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
@@ -417,6 +418,7 @@ def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **p
 def evaluate(cfg, out_dir: Path | None = None) -> dict:
     """Score the test cubes with the run's final model, write the eval folder, return metrics."""
     logger = get_logger()
+    set_cpu_threads(cfg)
     device = resolve_device(cfg.device)
     ckpt_path = eval_checkpoint_path(cfg)
     ckpt = load_checkpoint(ckpt_path, cfg, map_location=device)

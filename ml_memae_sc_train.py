@@ -26,7 +26,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
         raise ValueError(
             f"model.type {cfg.model.type!r} has no ML-MemAE-SC: stage 1 is for hybrid and memae"
         )
-    ctx = setup_distributed(cfg.device)
+    ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)
     dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split), max_cubes=cfg.stage1.max_cubes)

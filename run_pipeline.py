@@ -43,7 +43,7 @@ def _train_statistics(cfg, device) -> dict:
 def run_pipeline(cfg) -> dict | None:
     """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks)."""
     logger = get_logger()
-    ctx = setup_distributed(cfg.device)
+    ctx = setup_distributed(cfg)
     seconds = {}
     tic = time.time()
     if ctx.is_main:

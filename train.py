@@ -63,7 +63,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         raise ValueError(
             f"config key 'train.init_from' must be best or last, got {cfg.train.init_from!r}"
         )
-    ctx = setup_distributed(cfg.device)
+    ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
     _init_weights(cfg, model, stage)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from fake_cubes import tiny_overrides
 
-from eval import evaluate, read_scores, rescore
+from eval import evaluate, evaluate_epochs, read_scores, rescore
 from ml_memae_sc_train import train_stage1
 from train import train_stage
 from utils.checkpoint import CheckpointError, load_checkpoint
@@ -127,3 +127,33 @@ def test_evaluation_outputs(tiny_cfg, tmp_path):
     )
     with pytest.raises(CheckpointError, match="scores .* other data settings"):
         read_scores(out / "scores.json", tiny_cfg("data.dataset=avenue"))
+
+
+def test_single_branch_model_types(tiny_cfg, tmp_path):
+    """memae: stage 1 only, scored by S_r; cvae: stage 2 only, scored by S_p; no stage 3."""
+    memae = tiny_cfg("model.type=memae", "stage1.num_epochs=1", "eval.plots=false")
+    train_stage1(memae)
+    metrics = evaluate(memae)
+    assert list(metrics["scores"]) == ["flow_reconstruction"]
+    assert metrics["checkpoint"]["path"].endswith("stage1/best.pth")
+    cvae = tiny_cfg("model.type=cvae", "stage2.num_epochs=1", "eval.plots=false")
+    with pytest.raises(ValueError, match="stage 1 is for hybrid and memae"):
+        train_stage1(cvae)
+    with pytest.raises(ValueError, match="trained by stage 2 alone"):
+        train_stage(cvae, 3)
+    train_stage(cvae, 2)
+    metrics = evaluate(cvae)
+    assert list(metrics["scores"]) == ["frame_prediction"]
+    assert metrics["checkpoint"]["path"].endswith("stage2/best.pth")
+
+
+def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(
+        "model.type=memae", "train.bf16_cpu=true", "train.keep_epochs=true", "eval.plots=false"
+    )
+    train_stage1(cfg)
+    assert load_checkpoint(tmp_path / "run" / "stage1" / "last.pth")["epoch_loss"] > 0
+    doc = evaluate_epochs(cfg)
+    assert [row["epoch"] for row in doc["epochs"]] == [1, 2]
+    assert doc["last_epoch"]["epoch"] == 2
+    assert (tmp_path / "run" / "eval" / "epochs.json").is_file()

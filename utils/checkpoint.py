@@ -6,7 +6,8 @@ Run directory (`cfg.run_dir`):
                               <ckpt>.train_stats.json beside the checkpoint eval used,
                               epoch_NNN.pth when train.keep_epochs is set
     eval/                     scores.json, metrics.json, config.yaml, roc.png,
-                              curves/<video>.png, objects_highest.png, objects_lowest.png
+                              curves/<video>.png, objects_highest.png, objects_lowest.png;
+                              epochs.json and epochs/epoch_NNN/ with `eval.py --all-epochs`
 
 A checkpoint is a dict of plain values and tensors (loadable with `weights_only=True`): `model`
 (state dict of the trained module: the ML-MemAE-SC alone in stage 1, the whole HF2VAD after),

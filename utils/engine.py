@@ -58,12 +58,19 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup_distributed(device_name: str) -> DistContext:
+def set_cpu_threads(cfg) -> None:
+    """Apply train.cpu_threads (0 keeps torch's default)."""
+    if cfg.train.cpu_threads > 0:
+        torch.set_num_threads(cfg.train.cpu_threads)
+
+
+def setup_distributed(cfg) -> DistContext:
     """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device."""
+    set_cpu_threads(cfg)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(device_name)
+    device = resolve_device(cfg.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if world_size > 1 and not dist.is_initialized():
@@ -241,7 +248,8 @@ def _resume_state(stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, sca
     stage.module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
-    scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"]:  # empty when the run was made without AMP (e.g. on CPU)
+        scaler.load_state_dict(ckpt["scaler"])
     return ckpt["epoch"], ckpt["step"], ckpt["best_loss"]
 
 
