@@ -3,6 +3,8 @@
 A split folder `<root>/<dataset>/<split>/<frames_dir>/` holds either one sub-folder of numbered
 images per video (`<video>/<n>.jpg|png|tif|...`, sorted by the number in the file name) or video
 files (`<video>.avi|mp4|...`, decoded with OpenCV). Frames are returned as RGB uint8 [H, W, 3].
+Splits and `frames_dir` are path fragments: `frames_dir: .` reads the split folder itself (Avenue's
+`training_videos/*.avi`), and a split may be nested (ShanghaiTech's `training/videos`).
 
 Rules (bad input fails with a message naming the file):
 - an empty video folder, a gap in the frame numbers, two files with the same number, an unreadable
