@@ -45,6 +45,32 @@ def depth_to_space(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c4 // 4, 2 * h, 2 * w)
 
 
+class _CPUELU(torch.autograd.Function):
+    """ELU as clamp(x, max=0).exp() - 1 + clamp(x, min=0), computed in float32; the backward
+    pass uses the output: d ELU / dx = min(y, 0) + 1."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        y = x32.clamp(max=0).exp_().sub_(1).add_(x32.clamp(min=0)).to(x.dtype)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (y.clamp(max=0) + 1)
+
+
+def elu(x: torch.Tensor) -> torch.Tensor:
+    """ELU (alpha = 1). On CPU torch's kernel evaluates expm1 one element at a time, which made
+    ELU about a fifth of the CVAE's time; exp(x) - 1 is vectorised (2-7x faster) and differs from
+    expm1 by at most ~1.2e-7 (one float32 step at 1). Other devices use F.elu."""
+    if x.device.type != "cpu":
+        return F.elu(x)
+    return _CPUELU.apply(x)
+
+
 def latent_from(mean: torch.Tensor, sample: bool) -> torch.Tensor:
     """Unit-variance Gaussian latent: a sample q + N(0, 1), or the mean itself."""
     return mean + torch.randn_like(mean) if sample else mean
@@ -99,8 +125,8 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         h = x
         if self.skip_proj is not None:
-            h = torch.cat([h, self.skip_proj(F.elu(skip))], dim=1)
-        return x + self.conv(self.dropout(F.elu(h)))
+            h = torch.cat([h, self.skip_proj(elu(skip))], dim=1)
+        return x + self.conv(self.dropout(elu(h)))
 
 
 class Upsample(nn.Module):

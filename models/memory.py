@@ -41,12 +41,17 @@ class Memory(nn.Module):
 
     def forward(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """query [B, slot_dim] -> (read-out [B, slot_dim], addressing weights [B, num_slots])."""
-        logits = F.linear(query, self.slots)  # [B, C] x [C, N]
+        slots = self.slots
+        device = query.device.type
+        if torch.is_autocast_enabled(device):
+            # one cast for both products (autocast would cast slots and slots.t() separately)
+            slots = slots.to(torch.get_autocast_dtype(device))
+        logits = F.linear(query, slots)  # [B, C] x [C, N]
         # Softmax and shrinkage in float32: under fp16 autocast eps=1e-12 would underflow to 0.
         weights = torch.softmax(logits.float(), dim=1)
         if self.shrink_thres > 0:
             weights = F.normalize(hard_shrink(weights, self.shrink_thres), p=1, dim=1)
-        readout = F.linear(weights.to(self.slots.dtype), self.slots.t())  # [B, N] x [N, C]
+        readout = F.linear(weights.to(slots.dtype), slots.t())  # [B, N] x [N, C]
         return readout, weights
 
     def extra_repr(self) -> str:

@@ -15,6 +15,7 @@ other, repeated until nothing changes; the area and aspect filters apply to the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -148,17 +149,18 @@ class ForegroundBoxes:
         self.merge_overlap = merge_overlap
 
     def blur(self, frame: np.ndarray) -> np.ndarray:
-        """The blurred frame as int16 (blur each frame once and pass it to `moving_mask`)."""
+        """The blurred uint8 frame (blur each frame once and pass it to `moving_mask`)."""
         size = (self.gauss_mask_size, self.gauss_mask_size)
-        return cv2.GaussianBlur(frame, size, 0).astype(np.int16)
+        return cv2.GaussianBlur(frame, size, 0)
 
     def moving_mask(self, blurred: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """uint8 mask [H, W], 255 where the summed temporal gradient exceeds `binary_thr`."""
         prev, cur, nxt = blurred
-        grad = np.abs(cur - prev) + np.abs(nxt - cur)
-        if grad.ndim == 3:
-            grad = grad.max(axis=2)
-        mask = np.where(grad > self.binary_thr, 255, 0).astype(np.uint8)
+        # |cur - prev| + |nxt - cur| exactly (uint16); OpenCV is ~10x faster than numpy here
+        grad = cv2.add(cv2.absdiff(cur, prev), cv2.absdiff(nxt, cur), dtype=cv2.CV_16U)
+        if grad.ndim == 3:  # moving when any channel moves: the channel maximum
+            grad = functools.reduce(np.maximum, [grad[..., c] for c in range(grad.shape[2])])
+        mask = (grad > self.binary_thr).astype(np.uint8) * np.uint8(255)
         if self.merge != "none":
             mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self.closing_kernel)
         return mask

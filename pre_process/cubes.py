@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,20 +33,56 @@ from utils.io import write_json
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
 
 
-def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """Crop every box from every image and resize bilinearly: [T, C, H, W] -> [K, T, C, s, s].
+def crop_resize(
+    images: torch.Tensor, boxes: torch.Tensor, size: int = 32, order: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Crop every box from every image and resize bilinearly: [T, C, H, W] -> [K, T', C, s, s].
 
     Box (x1, y1, x2, y2) covers pixels x1 ... x2 - 1 (pixel c spans [c, c + 1)). Output pixel j
     samples the input at x = x1 + (j + 0.5) * (x2 - x1) / s - 0.5 (pixel centres at integers),
     the same mapping as `cv2.resize(image[y1:y2, x1:x2], (s, s))` with bilinear interpolation.
+    `order` lists the images to crop, in output order (default: all T in order), so that a
+    window can be cropped from a ring buffer without stacking its images first.
     """
-    num_images, num_boxes = images.shape[0], boxes.shape[0]
+    order = list(range(images.shape[0])) if order is None else list(order)
+    num_boxes = boxes.shape[0]
     if num_boxes == 0:
-        return images.new_zeros((0, num_images, images.shape[1], size, size))
-    batch = torch.arange(num_images, dtype=images.dtype).repeat_interleave(num_boxes)
-    rois = torch.cat([batch[:, None], boxes.to(images.dtype).repeat(num_images, 1)], dim=1)
+        return images.new_zeros((0, len(order), images.shape[1], size, size))
+    batch = torch.tensor(order, dtype=images.dtype).repeat_interleave(num_boxes)
+    rois = torch.cat([batch[:, None], boxes.to(images.dtype).repeat(len(order), 1)], dim=1)
     crops = roi_align(images, rois, output_size=size, sampling_ratio=1, aligned=True)
-    return crops.view(num_images, num_boxes, *crops.shape[1:]).transpose(0, 1)
+    return crops.view(len(order), num_boxes, *crops.shape[1:]).transpose(0, 1)
+
+
+class ImageRing:
+    """The latest `size` images [H, W, C] of a stream as one float32 tensor [size, C, H, W]
+    (image j in slot j % size), converted once on arrival; `slots` maps image indices to slots
+    for `crop_resize(ring.data, boxes, order=...)`."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.data: torch.Tensor | None = None
+        self.latest = -1
+
+    def put(self, j: int, image: np.ndarray) -> None:
+        """Store image j (any j within `size` of the latest one; a later j evicts the oldest)."""
+        if j <= self.latest - self.size:
+            raise KeyError(f"image {j} is older than the ring holds (latest {self.latest})")
+        image = np.asarray(image)
+        if not image.flags.writeable:  # a read-only memory map; torch wants writable memory
+            image = image.copy()
+        source = torch.from_numpy(image).permute(2, 0, 1)
+        if self.data is None:
+            self.data = torch.empty((self.size, *source.shape), dtype=torch.float32)
+        self.data[j % self.size].copy_(source)
+        self.latest = max(self.latest, j)
+
+    def slots(self, indices: Iterable[int]) -> list[int]:
+        indices = list(indices)
+        for j in indices:
+            if not self.latest - self.size < j <= self.latest:
+                raise KeyError(f"image {j} is not held (latest {self.latest}, size {self.size})")
+        return [j % self.size for j in indices]
 
 
 def video_cubes(
@@ -61,23 +96,38 @@ def video_cubes(
     for every frame i of a video that has boxes.
 
     `frames` streams RGB uint8 [H, W, 3]; `flows` is [T, H, W, 2] (memory-mapped is fine).
+    Each frame and each flow is converted to float32 once, into a ring buffer.
     """
-    window: deque[torch.Tensor] = deque(maxlen=num_frames)
+    frame_ring, flow_ring = ImageRing(num_frames), ImageRing(num_frames - 1)
     for i, frame in enumerate(frames):
-        current = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), np.float32))
-        window.append(current)
-        while len(window) < num_frames:  # before frame 4: repeat the first frame
-            window.appendleft(window[0])
+        frame_ring.put(i, frame)
+        flow_ring.put(i, flows[i])
         if len(boxes[i]) == 0:
             continue
-        box_tensor = torch.from_numpy(np.asarray(boxes[i], dtype=np.float32))
-        frame_crops = crop_resize(torch.stack(tuple(window)), box_tensor, size)
-        flow_ids = [max(j, 0) for j in range(i - num_frames + 2, i + 1)]
-        flow_stack = torch.from_numpy(np.asarray(flows[flow_ids], dtype=np.float32))
-        flow_crops = crop_resize(flow_stack.permute(0, 3, 1, 2), box_tensor, size)
-        frame_cubes = frame_crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
-        flow_cubes = flow_crops.permute(0, 1, 3, 4, 2)
-        yield i, frame_cubes.numpy(), flow_cubes.contiguous().numpy(), boxes[i]
+        box_array = np.asarray(boxes[i], dtype=np.float32)
+        cubes = cut_cubes(i, box_array, frame_ring, flow_ring, size, num_frames)
+        yield i, *cubes, boxes[i]
+
+
+def cut_cubes(
+    i: int,
+    boxes: np.ndarray,
+    frame_ring: ImageRing,
+    flow_ring: ImageRing,
+    size: int = 32,
+    num_frames: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cubes of frame i: crops of frames i-T+1 ... i (uint8 [K, T, s, s, 3]) and of flows
+    i-T+2 ... i (float32 [K, T-1, s, s, 2]), T = num_frames, indices below 0 replaced by 0."""
+    num_flows = num_frames - 1
+    box_tensor = torch.from_numpy(boxes)
+    frame_ids = [max(j, 0) for j in range(i - num_frames + 1, i + 1)]
+    frame_crops = crop_resize(frame_ring.data, box_tensor, size, frame_ring.slots(frame_ids))
+    flow_ids = [max(j, 0) for j in range(i - num_flows + 1, i + 1)]
+    flow_crops = crop_resize(flow_ring.data, box_tensor, size, flow_ring.slots(flow_ids))
+    frame_cubes = frame_crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
+    flow_cubes = flow_crops.permute(0, 1, 3, 4, 2)
+    return frame_cubes.numpy(), flow_cubes.contiguous().numpy()
 
 
 class CubeWriter:

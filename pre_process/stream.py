@@ -20,10 +20,9 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from pre_process.boxes import BoxExtractor
-from pre_process.cubes import crop_resize
+from pre_process.cubes import ImageRing, cut_cubes
 from pre_process.flow import FlowFn
 
 FLOW_DTYPES = ("float16", "float32")
@@ -82,14 +81,16 @@ def stream_cubes(
 
 
 class _FrameTap:
-    """The frames, passed on to the box extractor; on the way, each frame and its flow are kept
-    in rings: frames i-4 ... i+1 (float32 [3, H, W] tensors, for cropping), the last two frames
-    as read, flows i-3 ... i+1, and the flow of frame 0."""
+    """The frames, passed on to the box extractor; on the way, each frame and its flow are kept:
+    frames i-4 ... i+1 and flows i-3 ... i+1 as float32 ring buffers (for cropping), the last two
+    frames as read, the flows i-3 ... i+1 in the flow dtype, and the flow of frame 0."""
 
     def __init__(self, frames, estimate_flow, first_frame, flow_dtype, num_frames):
         self.frames, self.estimate_flow = frames, estimate_flow
         self.first_frame, self.flow_dtype = first_frame, flow_dtype
-        self.images = _Ring(num_frames + 1)
+        self.num_frames = num_frames
+        self.images = ImageRing(num_frames + 1)
+        self.flow_images = ImageRing(num_frames)
         self.raw = _Ring(2)
         self.flows = _Ring(num_frames)
         self.flow_0: np.ndarray | None = None
@@ -97,17 +98,19 @@ class _FrameTap:
     def __iter__(self) -> Iterator[np.ndarray]:
         prev = None
         for j, frame in enumerate(self.frames):
-            tensor = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1), np.float32))
-            self.images.append(j, tensor)
+            self.images.put(j, frame)
             self.raw.append(j, frame)
             if prev is None:
                 self.flow_0 = np.zeros((*frame.shape[:2], 2), dtype=self.flow_dtype)
+                self.flow_images.put(0, self.flow_0)
             else:
                 # the offline cache stores flows in flow_dtype; round the same way
                 flow = self.estimate_flow(prev, frame).astype(self.flow_dtype)
                 self.flows.append(j, flow)
+                self.flow_images.put(j, flow)
                 if j == 1 and self.first_frame == "next":
                     self.flow_0 = flow
+                    self.flow_images.put(0, flow)
             prev = frame
             yield frame
 
@@ -125,12 +128,4 @@ def _cut_cubes(
             np.zeros((0, num_frames, size, size, 3), np.uint8),
             np.zeros((0, num_frames - 1, size, size, 2), np.float32),
         )
-    box_tensor = torch.from_numpy(boxes)
-    window = torch.stack([tap.images[max(j, 0)] for j in range(i - num_frames + 1, i + 1)])
-    frame_crops = crop_resize(window, box_tensor, size)
-    flow_ids = [max(j, 0) for j in range(i - num_frames + 2, i + 1)]
-    flow_stack = torch.from_numpy(np.asarray([tap.flow(j) for j in flow_ids], dtype=np.float32))
-    flow_crops = crop_resize(flow_stack.permute(0, 3, 1, 2), box_tensor, size)
-    frame_cubes = frame_crops.round_().clamp_(0, 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
-    flow_cubes = flow_crops.permute(0, 1, 3, 4, 2)
-    return frame_cubes.numpy(), flow_cubes.contiguous().numpy()
+    return cut_cubes(i, boxes, tap.images, tap.flow_images, size, num_frames)

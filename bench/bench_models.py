@@ -1,0 +1,209 @@
+"""Model speed at the paper's architecture on random tensors: inference cubes/s and training
+samples/s of the three stages.
+
+    python -m bench.bench_models [--device cuda] [--threads 1] [--batch 128] [--compile]
+    python -m bench.bench_models --quick --threads 1          # under 2 minutes
+
+Inference (test mode, batch --batch): the model as built ("eager"), `models.fuse_for_inference`
+("fused": weight norm and batch norm folded into the convs) and fused with channels_last, each in
+float32 and in low precision (bf16 autocast on CPU, float16 AMP on CUDA); with --compile also the
+fused model under torch.compile (inductor, weights frozen), whose compile time is reported.
+Training (one optimiser step as utils/engine.py takes it, Adam): stage 1 = ML-MemAE-SC on single
+flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
+(cubes/s); float32, plus low precision with --train-low-precision.
+The numbers are medians of --repeats timed calls after --warmup untimed ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
+from models import build_loss, build_model, memae_loss
+from models.inference import fuse_for_inference
+from utils.config import load_config
+from utils.engine import autocast
+
+
+def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [B, 5, 3, 32, 32] in [0, 1] and flows [B, 4, 2, 32, 32] (a few pixels)."""
+    gen = torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch, 5, 3, 32, 32, generator=gen)
+    flows = 2.0 * torch.randn(batch, 4, 2, 32, 32, generator=gen)
+    return frames.to(device), flows.to(device)
+
+
+def low_precision(device: torch.device) -> tuple[str, object]:
+    """(label, train config for utils.engine.autocast) of the device's low-precision mode."""
+    label = "fp16 AMP" if device.type == "cuda" else "bf16 autocast"
+    return label, SimpleNamespace(amp=True, bf16_cpu=True)
+
+
+FP32 = SimpleNamespace(amp=False, bf16_cpu=False)
+
+
+def inference_rows(cfg, args, device) -> list[dict]:
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device).eval()
+    models = {
+        "eager": model,
+        "fused": fuse_for_inference(model),
+        "fused channels_last": fuse_for_inference(model, channels_last=True),
+    }
+    frames, flows = random_cubes(args.batch, device)
+    low_label, low_cfg = low_precision(device)
+    rows = []
+    for precision, train_cfg in (("fp32", FP32), (low_label, low_cfg)):
+        for name, module in models.items():
+
+            def forward(module=module, train_cfg=train_cfg):
+                with torch.inference_mode(), autocast(device, train_cfg):
+                    return module(frames, flows)
+
+            seconds = time_call(forward, device, args.repeats, args.warmup)
+            rows.append(
+                rate_entry(
+                    f"infer {name} {precision}", args.batch, "cubes", seconds, batch=args.batch
+                )
+            )
+        if args.compile:
+            rows.append(
+                compiled_row(models["fused"], frames, flows, device, train_cfg, precision, args)
+            )
+    return rows
+
+
+def compiled_row(fused, frames, flows, device, train_cfg, precision: str, args) -> dict:
+    """torch.compile of the fused model with frozen weights; compile time counted separately."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant-fold weights, prepack them for oneDNN
+    compiled = torch.compile(copy.deepcopy(fused))
+
+    def forward():
+        with torch.no_grad(), autocast(device, train_cfg):
+            return compiled(frames, flows)
+
+    tic = time.perf_counter()
+    forward()
+    compile_seconds = time.perf_counter() - tic
+    seconds = time_call(forward, device, args.repeats, 0)
+    batch = frames.shape[0]
+    return rate_entry(
+        f"infer fused compiled {precision}",
+        batch,
+        "cubes",
+        seconds,
+        batch=batch,
+        compile_seconds=compile_seconds,
+    )
+
+
+def _train_step(module, params, loss_fn, batch, device, train_cfg):
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
+
+    def step():
+        with autocast(device, train_cfg):
+            total = loss_fn(module, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step
+
+
+def training_rows(cfg, args, device) -> list[dict]:
+    """One optimiser step of each stage, as the training scripts build them."""
+    rows = []
+    precisions = [("fp32", FP32)]
+    if args.train_low_precision:
+        precisions.append(low_precision(device))
+    frames, flows = random_cubes(args.train_batch, device, seed=1)
+    stage1_flows = 2.0 * torch.randn(
+        args.stage1_batch, 2, 32, 32, generator=torch.Generator().manual_seed(2)
+    )
+    stage1_flows = stage1_flows.to(device)
+    for precision, train_cfg in precisions:
+        torch.manual_seed(0)
+        model = build_model(cfg.model).to(device).train()
+
+        def stage1_loss(module, flows):
+            out = module(flows)
+            return memae_loss(out["recon"], flows, out["att_weights"])["total"]
+
+        step = _train_step(
+            model.memae, model.memae.parameters(), stage1_loss, stage1_flows, device, train_cfg
+        )
+        seconds = time_call(step, device, args.repeats, args.warmup)
+        rows.append(rate_entry(f"train stage1 {precision}", len(stage1_flows), "flows", seconds))
+
+        for stage in (2, 3):
+            model = build_model(cfg.model).to(device).train()
+            loss_cfg = cfg.loss.to_dict()
+            if stage == 2:
+                model.set_memae_frozen(True)
+                loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
+            criterion = build_loss(loss_cfg)
+
+            def loss_fn(module, batch, criterion=criterion):
+                return criterion(module(*batch))["total"]
+
+            params = [p for p in model.parameters() if p.requires_grad]
+            step = _train_step(model, params, loss_fn, (frames, flows), device, train_cfg)
+            seconds = time_call(step, device, args.repeats, args.warmup)
+            rows.append(
+                rate_entry(f"train stage{stage} {precision}", len(frames), "cubes", seconds)
+            )
+    return rows
+
+
+def main() -> None:
+    parser = base_parser("bench_models", __doc__.split("\n")[0])
+    parser.add_argument("--cfg", default="cfgs/ped2.yaml", help="model settings come from here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument("--batch", type=int, default=128, help="inference batch (cubes)")
+    parser.add_argument("--train-batch", type=int, default=0, help="stage 2/3 (0: config)")
+    parser.add_argument("--stage1-batch", type=int, default=0, help="flows (0: config)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--train-low-precision", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-infer", action="store_true")
+    args = parser.parse_args()
+    cfg = load_config(Path(args.cfg), args.overrides)
+    if args.quick:
+        args.batch, args.repeats = min(args.batch, 32), min(args.repeats, 2)
+        args.train_batch = args.train_batch or 16
+        args.stage1_batch = args.stage1_batch or 64
+    args.train_batch = args.train_batch or cfg.stage2.batch_size
+    args.stage1_batch = args.stage1_batch or cfg.stage1.batch_size
+    device = setup(args)
+    rows = []
+    if not args.skip_infer:
+        rows += inference_rows(cfg, args, device)
+        print_table(rows, f"inference, batch {args.batch}, {device}")
+    if not args.skip_train:
+        train = training_rows(cfg, args, device)
+        print_table(
+            train, f"training steps (stage 1: {args.stage1_batch} flows, 2/3: {args.train_batch})"
+        )
+        rows += train
+    settings = {
+        "cfg": args.cfg,
+        "overrides": args.overrides,
+        "batch": args.batch,
+        "train_batch": args.train_batch,
+        "stage1_batch": args.stage1_batch,
+        "warmup": args.warmup,
+    }
+    save(args, device, rows, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Inference-only rewrites of a trained model that compute the same function faster.
+
+`fuse_for_inference(model)` returns a copy in eval mode in which
+- every weight-normalised conv of the CVAE / frame VAE (`WNConv2d`: gain * conv(x, m * v / |v|)
+  + shift) is one plain `nn.Conv2d` with weight gain * m * v / |v| and bias gain * b + shift, so
+  the weight is not renormalised and no per-channel affine pass runs at every call;
+- every BatchNorm of ML-MemAE-SC is folded into the conv before it (eval-mode statistics);
+- with `channels_last`, parameters and the inputs of every conv use the NHWC memory layout
+  (oneDNN's native layout on CPU, tensor cores on CUDA): measure it, it does not always pay.
+Outputs equal the original model's up to float rounding (tests/test_speed_equivalence.py:
+max abs difference <= 1e-4 on frame_pred and flow_recon in float32). The copy cannot be trained
+(batch statistics and weight norm are gone): keep the original for that.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from models.cvae import WNConv2d
+
+
+@torch.no_grad()
+def plain_conv(wn: WNConv2d) -> nn.Conv2d:
+    """The nn.Conv2d computing the same map as a WNConv2d."""
+    out_channels, in_channels, kernel, _ = wn.direction.shape
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel, stride=wn.stride, padding=wn.padding, bias=True
+    ).to(wn.direction.device, wn.direction.dtype)
+    gain, shift = wn.gain.view(-1), wn.shift.view(-1)
+    scale = gain * wn.magnitude / wn.direction.flatten(1).norm(dim=1)
+    conv.weight.copy_(wn.direction * scale.view(-1, 1, 1, 1))
+    conv.bias.copy_(gain * wn.bias + shift)
+    return conv
+
+
+def _fold_batch_norms(module: nn.Module) -> None:
+    """Fold each BatchNorm2d that directly follows a Conv2d in an nn.Sequential into it."""
+    for child in module.children():
+        _fold_batch_norms(child)
+    if not isinstance(module, nn.Sequential):
+        return
+    for i in range(len(module) - 1):
+        conv, norm = module[i], module[i + 1]
+        if type(conv) is nn.Conv2d and isinstance(norm, nn.BatchNorm2d):
+            module[i] = fuse_conv_bn_eval(conv, norm)
+            module[i + 1] = nn.Identity()
+
+
+def _replace_wn_convs(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, WNConv2d):
+            setattr(module, name, plain_conv(child))
+        else:
+            _replace_wn_convs(child)
+
+
+def fuse_for_inference(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """An eval-mode copy of `model` (HF2VAD, MLMemAESC, CVAE or FrameVAE) with weight norm and
+    batch norm folded into plain convs; see the module docstring. `model` is not changed."""
+    fused = copy.deepcopy(model).eval()
+    _replace_wn_convs(fused)
+    _fold_batch_norms(fused)
+    fused.requires_grad_(False)
+    if channels_last:
+        fused.to(memory_format=torch.channels_last)
+    return fused
