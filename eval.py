@@ -32,7 +32,7 @@ from tqdm import tqdm
 from datasets import CubeDataset
 from datasets.cubes import cube_dir
 from datasets.labels import load_labels
-from models import build_model, object_scores
+from models import ScoringModel, build_model, object_scores, scoring_model
 from utils.checkpoint import (
     CheckpointError,
     check_fingerprints,
@@ -97,6 +97,37 @@ def score_weights(cfg) -> dict[str, tuple[float, float]]:
     }
 
 
+def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for scoring: bfloat16 on CPU with eval.bf16_cpu, float16 on CUDA with
+    eval.amp, else None (float32)."""
+    if device.type == "cpu" and cfg.eval.bf16_cpu:
+        return torch.bfloat16
+    if device.type == "cuda" and cfg.eval.amp:
+        return torch.float16
+    return None
+
+
+def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
+    """The restored model as eval.py and detect.py score with it (eval.fuse,
+    eval.channels_last, eval.bf16_cpu / eval.amp; see models/inference.py)."""
+    return scoring_model(
+        model.to(device).eval(),
+        fuse=cfg.eval.fuse,
+        channels_last=cfg.eval.channels_last,
+        autocast_dtype=scoring_dtype(cfg, device),
+    )
+
+
+def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
+    """What training statistics depend on: the checkpoint, the test-mode setting and, when not
+    float32, the scoring precision."""
+    identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
+    dtype = scoring_dtype(cfg, device)
+    if dtype is not None:
+        identity["precision"] = str(dtype).removeprefix("torch.")
+    return identity
+
+
 @dataclass
 class ObjectTable:
     """Every test object: its errors and where it is. Arrays have one entry per object."""
@@ -135,10 +166,10 @@ def stats_path(ckpt_path: Path) -> Path:
 def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
     """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON).
 
-    A cached file made for another checkpoint (or another test-mode setting) is recomputed.
+    A cached file made for another checkpoint, test-mode setting or precision is recomputed.
     """
     path = stats_path(ckpt_path)
-    identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
+    identity = stats_identity(cfg, ckpt, device)
     if path.exists():
         stored = read_json(path)
         if stored.get("checkpoint") == identity:
@@ -424,7 +455,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
     ckpt = load_checkpoint(ckpt_path, cfg, map_location=device)
     model = build_model(cfg.model)
     restore_model(model, ckpt, ckpt_path)
-    model.to(device).eval()
+    model = prepare_scoring_model(cfg, model, device)
     stats = training_statistics(cfg, model, ckpt, ckpt_path, device)
     test = CubeDataset(cube_dir(cfg, cfg.data.test_split))
     tic = time.time()

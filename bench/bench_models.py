@@ -8,7 +8,7 @@ Inference (test mode, batch --batch): the model as built ("eager"), `models.fuse
 ("fused": weight norm and batch norm folded into the convs) and fused with channels_last, each in
 float32 and in low precision (bf16 autocast on CPU, float16 AMP on CUDA); with --compile also the
 fused model under torch.compile (inductor, weights frozen), whose compile time is reported.
-Training (one optimiser step as utils/engine.py takes it, Adam): stage 1 = ML-MemAE-SC on single
+Training (one optimiser step as utils/engine.py takes it, its Adam): stage 1 = ML-MemAE-SC on single
 flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
 (cubes/s); float32, plus low precision with --train-low-precision.
 The numbers are medians of --repeats timed calls after --warmup untimed ones.
@@ -27,7 +27,7 @@ from bench.common import base_parser, print_table, rate_entry, save, setup, time
 from models import build_loss, build_model, memae_loss
 from models.inference import fuse_for_inference
 from utils.config import load_config
-from utils.engine import autocast
+from utils.engine import autocast, build_optimizer
 
 
 def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +105,7 @@ def compiled_row(fused, frames, flows, device, train_cfg, precision: str, args) 
 
 
 def _train_step(module, params, loss_fn, batch, device, train_cfg):
-    optimizer = torch.optim.Adam(params, lr=1e-4)
+    optimizer = build_optimizer(params, SimpleNamespace(lr=1e-4, eps=1e-8))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and train_cfg.amp)
 
     def step():

@@ -3,6 +3,7 @@
 from models.builder import build_cvae, build_loss, build_memae, build_model
 from models.cvae import CVAE
 from models.hybrid import HF2VAD, MODEL_TYPES
+from models.inference import ScoringModel, fuse_for_inference, scoring_model
 from models.losses import HF2VADLoss, memae_loss, object_scores
 from models.memory import Memory
 from models.ml_memae_sc import VARIANTS, MLMemAESC
@@ -17,10 +18,13 @@ __all__ = [
     "HF2VADLoss",
     "MLMemAESC",
     "Memory",
+    "ScoringModel",
     "build_cvae",
     "build_loss",
     "build_memae",
     "build_model",
+    "fuse_for_inference",
     "memae_loss",
     "object_scores",
+    "scoring_model",
 ]

@@ -46,13 +46,13 @@ def depth_to_space(x: torch.Tensor) -> torch.Tensor:
 
 
 class _CPUELU(torch.autograd.Function):
-    """ELU as clamp(x, max=0).exp() - 1 + clamp(x, min=0), computed in float32; the backward
-    pass uses the output: d ELU / dx = min(y, 0) + 1."""
+    """ELU as clamp(x, max=0).exp() - 1 + clamp(x, min=0), half types computed in float32; the
+    backward pass uses the output: d ELU / dx = min(y, 0) + 1."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        y = x32.clamp(max=0).exp_().sub_(1).add_(x32.clamp(min=0)).to(x.dtype)
+        wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        y = wide.clamp(max=0).exp_().sub_(1).add_(wide.clamp(min=0)).to(x.dtype)
         ctx.save_for_backward(y)
         return y
 
@@ -107,10 +107,13 @@ class WNConv2d(nn.Module):
         nn.init.zeros_(self.shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.magnitude / self.direction.flatten(1).norm(dim=1)
+        # g * conv(x, w) + b' = conv(x, g * w) + g * b + b': the gain and shift are folded into
+        # the (small) weight and bias instead of two passes over the (large) output
+        gain = self.gain.view(-1)
+        scale = gain * self.magnitude / self.direction.flatten(1).norm(dim=1)
         weight = self.direction * scale.view(-1, 1, 1, 1)
-        out = F.conv2d(x, weight, self.bias, self.stride, self.padding)
-        return self.gain * out + self.shift
+        bias = gain * self.bias + self.shift.view(-1)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
 
 
 class ResBlock(nn.Module):

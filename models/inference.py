@@ -68,3 +68,48 @@ def fuse_for_inference(model: nn.Module, channels_last: bool = False) -> nn.Modu
     if channels_last:
         fused.to(memory_format=torch.channels_last)
     return fused
+
+
+class ScoringModel(nn.Module):
+    """Test-mode wrapper used for scoring: forward(frames, flows) runs the model under
+    inference_mode and, with `autocast_dtype` (bfloat16 on CPU, float16 on CUDA), under autocast;
+    floating-point outputs come back in float32 (the scores are summed in float32 anyway)."""
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.autocast_dtype = autocast_dtype
+
+    def train(self, mode: bool = True) -> ScoringModel:
+        return super().train(False)  # scoring only: stays in test mode
+
+    def forward(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
+        with torch.inference_mode():
+            if self.autocast_dtype is None:
+                return self.model(frames, flows)
+            with torch.autocast(frames.device.type, dtype=self.autocast_dtype):
+                out = self.model(frames, flows)
+            return {key: _to_float32(value) for key, value in out.items()}
+
+
+def _to_float32(value):
+    if torch.is_tensor(value) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, list):
+        return [_to_float32(v) for v in value]
+    return value
+
+
+def scoring_model(
+    model: nn.Module,
+    fuse: bool = True,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> ScoringModel:
+    """`model` ready to score: fused (see `fuse_for_inference`) when `fuse`, in channels_last
+    when asked, wrapped in a ScoringModel. `model` itself is not changed."""
+    if fuse:
+        model = fuse_for_inference(model, channels_last=channels_last)
+    elif channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    return ScoringModel(model, autocast_dtype)

@@ -216,7 +216,7 @@ class DetectorBoxes:
         self.conf_thr = conf_thr
         self.min_area = min_area
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Boxes [K, 4] of an RGB uint8 frame [H, W, 3]."""
         image = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float() / 255

@@ -100,7 +100,7 @@ class RAFTFlow:
         image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
         return image.permute(2, 0, 1)[None].float() / 127.5 - 1.0  # RAFT expects [-1, 1]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         height, width = prev.shape[:2]
         # RAFT needs sides that are multiples of 8 and at least 128 (its correlation pyramid)

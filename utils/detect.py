@@ -51,7 +51,9 @@ from datasets.frames import VIDEO_EXTS, Video, open_video
 from eval import (
     collect_object_scores,
     eval_checkpoint_path,
+    prepare_scoring_model,
     score_weights,
+    stats_identity,
     stats_path,
     training_statistics,
 )
@@ -152,16 +154,11 @@ def load_detector(run_dir: str | Path, overrides: Iterable[str] = (), device: st
     ckpt = load_checkpoint(ckpt_path, cfg, map_location=device)
     model = build_model(cfg.model)
     restore_model(model, ckpt, ckpt_path)
-    model.to(device).eval()
+    model = prepare_scoring_model(cfg, model, device)
     stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
     boxes = BoxExtractor(cfg.preprocess.boxes, device)
     flow = build_flow_estimator(cfg.preprocess.flow, device)
     return Detector(cfg, model, stats, ckpt, ckpt_path, device, boxes, flow)
-
-
-def _stats_identity(cfg, ckpt: dict) -> dict:
-    # as eval.training_statistics: the checkpoint and the test-mode setting
-    return dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
 
 
 def _has_training_cubes(cfg) -> bool:
@@ -171,7 +168,7 @@ def _has_training_cubes(cfg) -> bool:
 def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
     """The saved training statistics of the checkpoint; computed when missing and possible."""
     path = stats_path(ckpt_path)
-    if path.is_file() and read_json(path).get("checkpoint") == _stats_identity(cfg, ckpt):
+    if path.is_file() and read_json(path).get("checkpoint") == stats_identity(cfg, ckpt, device):
         return read_json(path)
     if _has_training_cubes(cfg):
         return training_statistics(cfg, model, ckpt, ckpt_path, device)
@@ -255,7 +252,7 @@ def training_object_errors(det: Detector) -> dict[str, np.ndarray]:
     once per checkpoint and cached beside it (<ckpt>.train_object_scores.npz)."""
     cfg = det.cfg
     path = det.ckpt_path.with_name(f"{det.ckpt_path.stem}.train_object_scores.npz")
-    identity = json.dumps(_stats_identity(cfg, det.ckpt), sort_keys=True)
+    identity = json.dumps(stats_identity(cfg, det.ckpt, det.device), sort_keys=True)
     keys = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
