@@ -109,12 +109,13 @@ def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
 
 def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
     """The restored model as eval.py and detect.py score with it (eval.fuse,
-    eval.channels_last, eval.bf16_cpu / eval.amp; see models/inference.py)."""
+    eval.channels_last, eval.bf16_cpu / eval.amp, eval.cpu_micro_batch; models/inference.py)."""
     return scoring_model(
         model.to(device).eval(),
         fuse=cfg.eval.fuse,
         channels_last=cfg.eval.channels_last,
         autocast_dtype=scoring_dtype(cfg, device),
+        micro_batch=cfg.eval.cpu_micro_batch if device.type == "cpu" else 0,
     )
 
 

@@ -4,19 +4,19 @@ samples/s of the three stages.
     python -m bench.bench_models [--device cuda] [--threads 1] [--batch 128] [--compile]
     python -m bench.bench_models --quick --threads 1          # under 2 minutes
 
-Inference (test mode, batch --batch): the model as built ("eager"), `models.fuse_for_inference`
-("fused": weight norm and batch norm folded into the convs) and fused with channels_last, each in
-float32 and in low precision (bf16 autocast on CPU, float16 AMP on CUDA); with --compile also the
-fused model under torch.compile (inductor, weights frozen), whose compile time is reported.
-Training (one optimiser step as utils/engine.py takes it, its Adam): stage 1 = ML-MemAE-SC on single
-flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
+Inference (test mode, batch --batch, through models.scoring_model as eval.py scores): the model
+as built ("eager"), fused (weight norm and batch norm folded into the convs), fused and run in
+chunks of --micro-batch cubes, and that in channels_last; each in float32 and in low precision
+(bf16 autocast on CPU, float16 AMP on CUDA). With --compile also the fused model under
+torch.compile (inductor, frozen weights) in micro-batches, with its compile time.
+Training (one optimiser step as utils/engine.py takes it, with its Adam): stage 1 = ML-MemAE-SC
+on single flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
 (cubes/s); float32, plus low precision with --train-low-precision.
 The numbers are medians of --repeats timed calls after --warmup untimed ones.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,8 +24,14 @@ from types import SimpleNamespace
 import torch
 
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
-from models import build_loss, build_model, memae_loss
-from models.inference import fuse_for_inference
+from models import (
+    ScoringModel,
+    build_loss,
+    build_model,
+    fuse_for_inference,
+    memae_loss,
+    scoring_model,
+)
 from utils.config import load_config
 from utils.engine import autocast, build_optimizer
 
@@ -38,68 +44,68 @@ def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch
     return frames.to(device), flows.to(device)
 
 
-def low_precision(device: torch.device) -> tuple[str, object]:
-    """(label, train config for utils.engine.autocast) of the device's low-precision mode."""
-    label = "fp16 AMP" if device.type == "cuda" else "bf16 autocast"
-    return label, SimpleNamespace(amp=True, bf16_cpu=True)
+def low_precision(device: torch.device) -> tuple[str, object, torch.dtype]:
+    """(label, train config for utils.engine.autocast, dtype) of the device's low precision."""
+    if device.type == "cuda":
+        return "fp16 AMP", SimpleNamespace(amp=True, bf16_cpu=False), torch.float16
+    return "bf16 autocast", SimpleNamespace(amp=False, bf16_cpu=True), torch.bfloat16
 
 
 FP32 = SimpleNamespace(amp=False, bf16_cpu=False)
 
 
+def inference_variants(model, micro: int) -> dict:
+    """name -> keyword arguments of models.scoring_model (autocast added per precision)."""
+    return {
+        "eager": dict(fuse=False),
+        "fused": dict(fuse=True),
+        f"fused micro-batch {micro}": dict(fuse=True, micro_batch=micro),
+        f"fused channels_last micro-batch {micro}": dict(
+            fuse=True, channels_last=True, micro_batch=micro
+        ),
+    }
+
+
 def inference_rows(cfg, args, device) -> list[dict]:
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device).eval()
-    models = {
-        "eager": model,
-        "fused": fuse_for_inference(model),
-        "fused channels_last": fuse_for_inference(model, channels_last=True),
-    }
     frames, flows = random_cubes(args.batch, device)
-    low_label, low_cfg = low_precision(device)
+    low_label, _, low_dtype = low_precision(device)
     rows = []
-    for precision, train_cfg in (("fp32", FP32), (low_label, low_cfg)):
-        for name, module in models.items():
-
-            def forward(module=module, train_cfg=train_cfg):
-                with torch.inference_mode(), autocast(device, train_cfg):
-                    return module(frames, flows)
-
-            seconds = time_call(forward, device, args.repeats, args.warmup)
+    for precision, dtype in (("fp32", None), (low_label, low_dtype)):
+        for name, kwargs in inference_variants(model, args.micro_batch).items():
+            scorer = scoring_model(model, autocast_dtype=dtype, **kwargs)
+            seconds = time_call(
+                lambda scorer=scorer: scorer(frames, flows), device, args.repeats, args.warmup
+            )
             rows.append(
                 rate_entry(
                     f"infer {name} {precision}", args.batch, "cubes", seconds, batch=args.batch
                 )
             )
         if args.compile:
-            rows.append(
-                compiled_row(models["fused"], frames, flows, device, train_cfg, precision, args)
-            )
+            rows.append(compiled_row(model, frames, flows, device, dtype, precision, args))
     return rows
 
 
-def compiled_row(fused, frames, flows, device, train_cfg, precision: str, args) -> dict:
-    """torch.compile of the fused model with frozen weights; compile time counted separately."""
+def compiled_row(model, frames, flows, device, dtype, precision: str, args) -> dict:
+    """torch.compile (inductor, frozen weights) of the fused model, run in micro-batches; the
+    first call's time (compilation) is reported as compile_seconds."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True  # constant-fold weights, prepack them for oneDNN
-    compiled = torch.compile(copy.deepcopy(fused))
-
-    def forward():
-        with torch.no_grad(), autocast(device, train_cfg):
-            return compiled(frames, flows)
-
+    compiled = torch.compile(fuse_for_inference(model))
+    scorer = ScoringModel(compiled, dtype, args.micro_batch)
     tic = time.perf_counter()
-    forward()
+    scorer(frames, flows)
     compile_seconds = time.perf_counter() - tic
-    seconds = time_call(forward, device, args.repeats, 0)
-    batch = frames.shape[0]
+    seconds = time_call(lambda: scorer(frames, flows), device, args.repeats, 0)
     return rate_entry(
-        f"infer fused compiled {precision}",
-        batch,
+        f"infer fused compiled micro-batch {args.micro_batch} {precision}",
+        len(frames),
         "cubes",
         seconds,
-        batch=batch,
+        batch=len(frames),
         compile_seconds=compile_seconds,
     )
 
@@ -124,7 +130,7 @@ def training_rows(cfg, args, device) -> list[dict]:
     rows = []
     precisions = [("fp32", FP32)]
     if args.train_low_precision:
-        precisions.append(low_precision(device))
+        precisions.append(low_precision(device)[:2])
     frames, flows = random_cubes(args.train_batch, device, seed=1)
     stage1_flows = 2.0 * torch.randn(
         args.stage1_batch, 2, 32, 32, generator=torch.Generator().manual_seed(2)
@@ -169,6 +175,7 @@ def main() -> None:
     parser.add_argument("--cfg", default="cfgs/ped2.yaml", help="model settings come from here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--batch", type=int, default=128, help="inference batch (cubes)")
+    parser.add_argument("--micro-batch", type=int, default=32, help="chunk of the batch")
     parser.add_argument("--train-batch", type=int, default=0, help="stage 2/3 (0: config)")
     parser.add_argument("--stage1-batch", type=int, default=0, help="flows (0: config)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
@@ -178,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(Path(args.cfg), args.overrides)
     if args.quick:
-        args.batch, args.repeats = min(args.batch, 32), min(args.repeats, 2)
+        args.batch, args.repeats = min(args.batch, 64), min(args.repeats, 2)
         args.train_batch = args.train_batch or 16
         args.stage1_batch = args.stage1_batch or 64
     args.train_batch = args.train_batch or cfg.stage2.batch_size
@@ -198,6 +205,7 @@ def main() -> None:
         "cfg": args.cfg,
         "overrides": args.overrides,
         "batch": args.batch,
+        "micro_batch": args.micro_batch,
         "train_batch": args.train_batch,
         "stage1_batch": args.stage1_batch,
         "warmup": args.warmup,

@@ -73,17 +73,32 @@ def fuse_for_inference(model: nn.Module, channels_last: bool = False) -> nn.Modu
 class ScoringModel(nn.Module):
     """Test-mode wrapper used for scoring: forward(frames, flows) runs the model under
     inference_mode and, with `autocast_dtype` (bfloat16 on CPU, float16 on CUDA), under autocast;
-    floating-point outputs come back in float32 (the scores are summed in float32 anyway)."""
+    floating-point outputs come back in float32 (the scores are summed in float32 anyway).
 
-    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None = None) -> None:
+    With `micro_batch` > 0 a batch runs through the model in chunks of that many cubes and the
+    outputs are concatenated (samples are independent in test mode, so nothing changes but the
+    speed: on CPU cache-sized chunks run ~30% faster than batches of 128-256).
+    """
+
+    def __init__(
+        self, model: nn.Module, autocast_dtype: torch.dtype | None = None, micro_batch: int = 0
+    ) -> None:
         super().__init__()
         self.model = model.eval()
         self.autocast_dtype = autocast_dtype
+        self.micro_batch = micro_batch
 
     def train(self, mode: bool = True) -> ScoringModel:
         return super().train(False)  # scoring only: stays in test mode
 
     def forward(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
+        size = self.micro_batch if self.micro_batch > 0 else len(frames)
+        if len(frames) <= size:
+            return self._run(frames, flows)
+        chunks = [self._run(f, g) for f, g in zip(frames.split(size), flows.split(size))]
+        return {key: _concat([c[key] for c in chunks]) for key in chunks[0]}
+
+    def _run(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
         with torch.inference_mode():
             if self.autocast_dtype is None:
                 return self.model(frames, flows)
@@ -100,11 +115,21 @@ def _to_float32(value):
     return value
 
 
+def _concat(parts: list):
+    """Join per-chunk outputs along the batch: tensors, lists of tensors, or None."""
+    if parts[0] is None:
+        return None
+    if isinstance(parts[0], list):
+        return [torch.cat(level) for level in zip(*parts)]
+    return torch.cat(parts)
+
+
 def scoring_model(
     model: nn.Module,
     fuse: bool = True,
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    micro_batch: int = 0,
 ) -> ScoringModel:
     """`model` ready to score: fused (see `fuse_for_inference`) when `fuse`, in channels_last
     when asked, wrapped in a ScoringModel. `model` itself is not changed."""
@@ -112,4 +137,4 @@ def scoring_model(
         model = fuse_for_inference(model, channels_last=channels_last)
     elif channels_last:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    return ScoringModel(model, autocast_dtype)
+    return ScoringModel(model, autocast_dtype, micro_batch)

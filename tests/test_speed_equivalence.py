@@ -186,6 +186,23 @@ def test_scoring_model_float32_and_bf16():
         torch.testing.assert_close(b, a, rtol=0.02, atol=1e-3)
 
 
+def test_micro_batches_equal_whole_batch():
+    model = paper_model()
+    frames, flows = random_cubes(batch=7, seed=3)
+    whole = scoring_model(model)(frames, flows)
+    chunked = scoring_model(model, micro_batch=3)(frames, flows)  # chunks of 3, 3, 1
+    assert whole.keys() == chunked.keys()
+    assert max_diff(whole, chunked) <= FUSED_TOL
+    for key in ("att_weights", "q_means", "p_means"):
+        assert len(whole[key]) == len(chunked[key]) > 0
+        for a, b in zip(whole[key], chunked[key]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(whole["frame_target"], chunked["frame_target"], rtol=0, atol=0)
+    memae_only = paper_model("memae")
+    out = scoring_model(memae_only, micro_batch=3)(frames, flows)
+    assert out["frame_pred"] is None and out["q_means"] == []
+
+
 def test_scoring_precision_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = load_config("cfgs/ped2.yaml", [])
