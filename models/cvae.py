@@ -46,13 +46,18 @@ def depth_to_space(x: torch.Tensor) -> torch.Tensor:
 
 
 class _CPUELU(torch.autograd.Function):
-    """ELU as clamp(x, max=0).exp() - 1 + clamp(x, min=0), half types computed in float32; the
-    backward pass uses the output: d ELU / dx = min(y, 0) + 1."""
+    """ELU(x) = max(x, exp(min(x, 0)) - 1) (exp(x) - 1 >= x, with equality at 0 only), the
+    exponential of half types in float32; the backward pass uses the output:
+    d ELU / dx = min(y, 0) + 1."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        wide = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        y = wide.clamp(max=0).exp_().sub_(1).add_(wide.clamp(min=0)).to(x.dtype)
+        negative = x.clamp(max=0)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            negative = negative.float().exp_().sub_(1).to(x.dtype)
+        else:
+            negative = negative.exp_().sub_(1)
+        y = torch.maximum(x, negative, out=negative)
         ctx.save_for_backward(y)
         return y
 
