@@ -30,12 +30,7 @@ FUSED_TOL = 1e-4  # max abs difference of frame_pred / flow_recon, float32
 PAPER = load_config("cfgs/ped2.yaml", ["device=cpu"])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_cubes(batch: int = 4, seed: int = 0):
