@@ -165,7 +165,8 @@ def stats_path(ckpt_path: Path) -> Path:
 
 
 def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
-    """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON).
+    """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON;
+    the returned dict says whether it was `cached`).
 
     A cached file made for another checkpoint, test-mode setting or precision is recomputed.
     """
@@ -174,13 +175,15 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
     if path.exists():
         stored = read_json(path)
         if stored.get("checkpoint") == identity:
-            return stored
+            return dict(stored, cached=True)
         get_logger().info(f"{path} belongs to another checkpoint; recomputing")
     dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    tic = time.time()
     s_r, s_p = collect_object_scores(
         model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
     )
     stats = {
+        "seconds": round(time.time() - tic, 1),
         "mean_r": float(s_r.mean()),
         "std_r": float(s_r.std()),
         "mean_p": float(s_p.mean()),
@@ -189,7 +192,7 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
         "checkpoint": identity,
     }
     write_json(path, stats)
-    return stats
+    return dict(stats, cached=False)
 
 
 def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:

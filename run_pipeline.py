@@ -12,7 +12,12 @@ and evaluates.
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from eval import (
     eval_checkpoint_path,
@@ -28,6 +33,7 @@ from train import train_stage
 from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import add_config_args, load_config
 from utils.engine import barrier, cleanup_distributed, setup_distributed
+from utils.io import read_json, write_json
 from utils.misc import get_logger
 
 
@@ -40,28 +46,56 @@ def _train_statistics(cfg, device) -> dict:
     return training_statistics(cfg, model.to(device), ckpt, path, device)
 
 
+def git_commit() -> str:
+    """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True)
+    except OSError:
+        return ""
+    commit = head.stdout.decode().strip()
+    return commit + ("+changes" if commit and dirty.stdout.strip() else "")
+
+
+def record_times(cfg, seconds: dict) -> None:
+    """Append this invocation (command, commit, seconds of the steps that did work) to
+    <run_dir>/pipeline_times.json, so a run split over several invocations keeps every time."""
+    path = Path(cfg.run_dir) / "pipeline_times.json"
+    history = read_json(path) if path.is_file() else []
+    history.append(
+        {
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "commit": git_commit(),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        }
+    )
+    write_json(path, history)
+
+
 def run_pipeline(cfg) -> dict | None:
-    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks)."""
+    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks).
+
+    Steps that were cached or already finished are left out of the recorded times."""
     logger = get_logger()
     ctx = setup_distributed(cfg)
     seconds = {}
     tic = time.time()
     if ctx.is_main:
-        run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))
+        summary = run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))
+        if any(any(s["computed"].values()) for s in summary["splits"].values()):
+            seconds["preprocess"] = time.time() - tic
     barrier()
-    seconds["preprocess"] = time.time() - tic
     for stage in stages_for(cfg):
-        tic = time.time()
-        if stage == 1:
-            train_stage1(cfg, resume=True)
-        else:
-            train_stage(cfg, stage, resume=True)
-        seconds[f"stage{stage}"] = time.time() - tic
+        train = train_stage1 if stage == 1 else functools.partial(train_stage, stage=stage)
+        summary = train(cfg, resume=True)
+        if summary["seconds"] > 0:
+            seconds[f"stage{stage}"] = summary["seconds"]
     if not ctx.is_main:
         return None
-    tic = time.time()
     stats = _train_statistics(cfg, ctx.device)
-    seconds["train_stats"] = time.time() - tic
+    if not stats["cached"]:
+        seconds["train_stats"] = stats["seconds"]
     logger.info(
         "training statistics: S_r {mean_r:.4g} +- {std_r:.4g}, S_p {mean_p:.4g} +- {std_p:.4g} "
         "over {num_cubes} cubes".format(**stats)
@@ -69,6 +103,7 @@ def run_pipeline(cfg) -> dict | None:
     tic = time.time()
     metrics = evaluate(cfg)
     seconds["eval"] = time.time() - tic
+    record_times(cfg, seconds)
     print(results_table(metrics))
     print("time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     return metrics

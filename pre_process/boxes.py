@@ -25,6 +25,9 @@ import torch
 from pre_process.weights import load_state_dict
 
 MERGE_MODES = ("none", "closing", "merge")
+# Bumped when the box code changes its output for the same settings, so cached boxes (and the
+# cubes cut from them) are recomputed. 2: end frames count their one difference twice.
+RECIPE_VERSION = 2
 
 
 def _detector_builders() -> dict:
@@ -153,11 +156,19 @@ class ForegroundBoxes:
         size = (self.gauss_mask_size, self.gauss_mask_size)
         return cv2.GaussianBlur(frame, size, 0)
 
-    def moving_mask(self, blurred: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """uint8 mask [H, W], 255 where the summed temporal gradient exceeds `binary_thr`."""
+    def moving_mask(self, blurred: tuple) -> np.ndarray:
+        """uint8 mask [H, W], 255 where the summed temporal gradient exceeds `binary_thr`.
+
+        `blurred` = (prev, cur, next); at either end of a video the missing neighbour is None
+        and the one difference present counts twice, so end frames see the same gradient
+        scale as the rest (one difference alone breaks objects into many small boxes).
+        """
         prev, cur, nxt = blurred
-        # |cur - prev| + |nxt - cur| exactly (uint16); OpenCV is ~10x faster than numpy here
-        grad = cv2.add(cv2.absdiff(cur, prev), cv2.absdiff(nxt, cur), dtype=cv2.CV_16U)
+        if prev is None or nxt is None:
+            diff = cv2.absdiff(cur, nxt if prev is None else prev)
+            grad = cv2.add(diff, diff, dtype=cv2.CV_16U)
+        else:  # |cur - prev| + |nxt - cur| exactly (uint16); OpenCV is ~10x faster than numpy
+            grad = cv2.add(cv2.absdiff(cur, prev), cv2.absdiff(nxt, cur), dtype=cv2.CV_16U)
         if grad.ndim == 3:  # moving when any channel moves: the channel maximum
             grad = functools.reduce(np.maximum, [grad[..., c] for c in range(grad.shape[2])])
         mask = (grad > self.binary_thr).astype(np.uint8) * np.uint8(255)
@@ -252,8 +263,8 @@ class BoxExtractor:
         self.cover_thr = box_cfg.cover_thr
 
     def video_boxes(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Yield the boxes [K, 4] of every frame of a video (the first and last frame reuse
-        themselves as their missing neighbour, as the authors' loader does)."""
+        """Yield the boxes [K, 4] of every frame of a video (the first and last frame count their
+        one temporal difference twice; see `ForegroundBoxes.moving_mask`)."""
         for cur, blurred in _triplets(frames, self.foreground.blur):
             detected = np.zeros((0, 4), dtype=np.float32)
             if self.detector is not None:
@@ -263,17 +274,18 @@ class BoxExtractor:
 
 
 def _triplets(frames: Iterable[np.ndarray], blur) -> Iterator[tuple[np.ndarray, tuple]]:
-    """(frame i, blurred frames (i-1, i, i+1)) for every i, clamped at both ends; every frame is
-    blurred once."""
+    """(frame i, blurred frames (i-1, i, i+1)) for every i, with None for the neighbour missing
+    at either end (a one-frame video has no motion: its frame is its own neighbour); every frame
+    is blurred once."""
     stream = iter(frames)
     try:
         cur = next(stream)
     except StopIteration:
         return
     cur_b = blur(cur)
-    prev_b = cur_b
+    prev_b = None
     for nxt in stream:
         nxt_b = blur(nxt)
         yield cur, (prev_b, cur_b, nxt_b)
         cur, prev_b, cur_b = nxt, cur_b, nxt_b
-    yield cur, (prev_b, cur_b, cur_b)
+    yield cur, (prev_b if prev_b is not None else cur_b, cur_b, None)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from datasets import synthetic
 from datasets.frames import Video, list_videos
+from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
 from pre_process.cubes import write_split_cubes
 from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
@@ -245,7 +246,8 @@ def preprocess_split(cfg, split: str, device) -> dict:
     videos = list_videos(cfg.data, split)
     num_frames = sum(v.num_frames for v in videos)
     inputs = [v.signature() for v in videos]
-    box_fps = [{"settings": _settings(cfg.preprocess.boxes), "input": i} for i in inputs]
+    box_settings = dict(_settings(cfg.preprocess.boxes), recipe=BOX_RECIPE_VERSION)
+    box_fps = [{"settings": box_settings, "input": i} for i in inputs]
     flow_fps = [{"settings": _settings(cfg.preprocess.flow), "input": i} for i in inputs]
     seconds = {}
     tic = time.time()

@@ -53,3 +53,12 @@ def test_synthetic_pipeline_learns_more_than_motion_magnitude(tmp_path):
     assert fused > baseline, (fused, baseline)
     for name in ("scores.json", "metrics.json", "roc.png", "objects_highest.png"):
         assert (tmp_path / "run" / "eval" / name).is_file()
+    (times,) = json.loads((tmp_path / "run" / "pipeline_times.json").read_text())
+    assert set(times["seconds"]) >= {"stage1", "stage2", "stage3", "train_stats", "eval"}
+    threads = torch.get_num_threads()
+    try:
+        run_pipeline(cfg)  # everything cached or finished: only the evaluation runs again
+    finally:
+        torch.set_num_threads(threads)
+    history = json.loads((tmp_path / "run" / "pipeline_times.json").read_text())
+    assert len(history) == 2 and set(history[1]["seconds"]) == {"eval"}

@@ -203,7 +203,27 @@ def test_foreground_filters_and_video_ends():
     assert len(fg(tuple(fg.blur(f) for f in bars))) == 0
     extractor = BoxExtractor(load_config(None).preprocess.boxes)
     per_frame = list(extractor.video_boxes(frames))
-    assert len(per_frame) == 4 and all(len(b) == 2 for b in per_frame)  # ends clamp
+    assert len(per_frame) == 4 and all(len(b) == 2 for b in per_frame)
+
+
+def test_video_ends_count_their_one_difference_twice():
+    """A still square brightening by 10 per frame: inner frames sum two differences (20 > 18);
+    the first and last frame have one difference, which must count twice to give the same box
+    (counted once it falls below the threshold, and Ped2's end frames broke into small boxes)."""
+    frames = []
+    for k in range(4):
+        frame = np.full((60, 80, 3), 40, np.uint8)
+        frame[20:40, 30:50] = 100 + 10 * k
+        frames.append(frame)
+    extractor = BoxExtractor(load_config(None).preprocess.boxes)
+    per_frame = list(extractor.video_boxes(frames))
+    assert all(len(b) == 1 for b in per_frame)
+    for boxes in per_frame:
+        np.testing.assert_allclose(boxes[0], per_frame[1][0])
+    fg = extractor.foreground
+    blurred = [fg.blur(f) for f in frames]
+    assert fg.moving_mask((None, blurred[0], blurred[1])).any()
+    assert not ForegroundBoxes(binary_thr=18).moving_mask(tuple(blurred[:2]) + (blurred[1],)).any()
 
 
 def test_closing_and_merge_join_a_broken_object():
