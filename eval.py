@@ -46,7 +46,7 @@ from utils.checkpoint import (
 from utils.config import add_config_args, load_config, save_config
 from utils.engine import set_cpu_threads
 from utils.io import read_json, write_json
-from utils.misc import get_logger, resolve_device
+from utils.misc import get_logger, resolve_device, seed_everything
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
 from utils.scoring import (
     auroc_summary,
@@ -62,21 +62,28 @@ STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
 
 def stages_for(cfg) -> list[int]:
-    """The training stages of the configured model type, in order."""
+    """The training stages of the configured model type, in order; stage 1 is left out when
+    `train.stage1_from` names a finished one."""
     kind = cfg.model.type
     if kind == "memae":
-        return [1]
-    if kind in ("cvae", "vae"):
-        return [2]
-    return [1, 2, 3] if cfg.stage3.num_epochs > 0 else [1, 2]
+        stages = [1]
+    elif kind in ("cvae", "vae"):
+        stages = [2]
+    else:
+        stages = [1, 2, 3] if cfg.stage3.num_epochs > 0 else [1, 2]
+    return [s for s in stages if not (s == 1 and cfg.train.stage1_from)]
 
 
 def eval_checkpoint_path(cfg) -> Path:
-    """best/last of the final stage, or the path given in eval.checkpoint."""
+    """best/last of the final stage (`train.stage1_from` for a memae that trains nothing here),
+    or the path given in eval.checkpoint."""
     choice = cfg.eval.checkpoint
-    if choice in ("best", "last"):
-        return stage_dir(cfg, stages_for(cfg)[-1]) / f"{choice}.pth"
-    return Path(choice)
+    if choice not in ("best", "last"):
+        return Path(choice)
+    stages = stages_for(cfg)
+    if not stages:
+        return Path(cfg.train.stage1_from)
+    return stage_dir(cfg, stages[-1]) / f"{choice}.pth"
 
 
 def score_weights(cfg) -> dict[str, tuple[float, float]]:
@@ -120,9 +127,11 @@ def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
 
 
 def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
-    """What training statistics depend on: the checkpoint, the test-mode setting and, when not
-    float32, the scoring precision."""
+    """What training statistics depend on: the checkpoint, the test-mode setting (and seed when
+    sampling) and, when not float32, the scoring precision."""
     identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
+    if not cfg.model.deterministic:  # sampled latents: the seed picks the samples
+        identity["seed"] = cfg.seed
     dtype = scoring_dtype(cfg, device)
     if dtype is not None:
         identity["precision"] = str(dtype).removeprefix("torch.")
@@ -179,6 +188,7 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
         get_logger().info(f"{path} belongs to another checkpoint; recomputing")
     dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
     tic = time.time()
+    seed_everything(cfg.seed)
     s_r, s_p = collect_object_scores(
         model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
     )
@@ -463,6 +473,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
     stats = training_statistics(cfg, model, ckpt, ckpt_path, device)
     test = CubeDataset(cube_dir(cfg, cfg.data.test_split))
     tic = time.time()
+    seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
     s_r, s_p = collect_object_scores(
         model, test, cfg.eval.batch_size, cfg.eval.num_workers, device, "test scores"
     )

@@ -26,6 +26,11 @@ def train_stage1(cfg, resume: bool = False) -> dict:
         raise ValueError(
             f"model.type {cfg.model.type!r} has no ML-MemAE-SC: stage 1 is for hybrid and memae"
         )
+    if cfg.train.stage1_from:
+        raise ValueError(
+            f"train.stage1_from is {cfg.train.stage1_from!r}: this run uses that stage 1 and "
+            "trains none (set train.stage1_from=null to train one)"
+        )
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)

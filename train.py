@@ -15,6 +15,7 @@ Writes <run_dir>/stage{2,3}/{last.pth, best.pth, config.yaml, tb/}.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from datasets import CubeDataset
 from datasets.cubes import cube_dir
@@ -41,10 +42,13 @@ def check_stage(cfg, stage: int) -> None:
 
 
 def _init_weights(cfg, model, stage: int) -> None:
-    """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid), stage 3 from stage 2's whole model."""
+    """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid; `train.stage1_from` when set), stage 3
+    from stage 2's whole model."""
     if stage == 2 and model.memae is None:
         return
     path = stage_dir(cfg, stage - 1) / f"{cfg.train.init_from}.pth"
+    if stage == 2 and cfg.train.stage1_from:
+        path = Path(cfg.train.stage1_from)
     ckpt = load_checkpoint(path, cfg)
     restore_model(model, ckpt, path)
     get_logger().info(f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})")

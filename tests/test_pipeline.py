@@ -12,6 +12,7 @@ from datasets.cubes import cube_dir
 from datasets.labels import load_labels
 from run_pipeline import run_pipeline
 from utils.config import load_config
+from utils.report import publish
 
 
 def flow_magnitude_baseline(cfg) -> float:
@@ -62,3 +63,8 @@ def test_synthetic_pipeline_learns_more_than_motion_magnitude(tmp_path):
         torch.set_num_threads(threads)
     history = json.loads((tmp_path / "run" / "pipeline_times.json").read_text())
     assert len(history) == 2 and set(history[1]["seconds"]) == {"eval"}
+    published = publish(tmp_path / "run", tmp_path / "published", notes="## Notes\nby hand")
+    report = published.read_text()
+    assert f"| {fused:.2f} |" in report and report.rstrip().endswith("by hand")
+    for name in ("metrics.json", "scores.json", "roc.png", "pipeline_times.json"):
+        assert (tmp_path / "published" / name).is_file()

@@ -42,9 +42,10 @@ class Config(dict):
         return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
 
 
-def _wrap(value: Any) -> Any:
+def as_config(value: Any) -> Any:
+    """A plain (nested) dict as a Config, e.g. a resolved config read back from YAML."""
     if isinstance(value, dict):
-        return Config({k: _wrap(v) for k, v in value.items()})
+        return Config({k: as_config(v) for k, v in value.items()})
     return value
 
 
@@ -140,7 +141,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     for text in overrides:
         keys, value = parse_override(text)
         _merge(cfg, _nest(keys, value))
-    return _wrap(cfg)
+    return as_config(cfg)
 
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:
