@@ -82,3 +82,15 @@ def test_saved_config_reloads_identically(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     again.pop("config_file"), cfg.pop("config_file")
     assert again == cfg
+
+
+def test_checkpoint_fingerprint_ignores_new_and_location_keys():
+    from utils.checkpoint import fingerprints
+
+    cfg = load_config("cfgs/ped2.yaml")
+    before = fingerprints(cfg)
+    cfg.data["a_key_added_later"] = 1
+    cfg.data.root, cfg.data.cache_dir = "/elsewhere", "/tmp/cache"
+    assert fingerprints(cfg) == before
+    cfg.data.max_frames = 30
+    assert fingerprints(cfg)["data"] != before["data"]

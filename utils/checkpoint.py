@@ -30,8 +30,22 @@ import torch
 from utils.io import atomic_write
 
 FORMAT = "hf2vad-checkpoint-1"
-# Keys that say where things are or how fast they are made, not what they are.
-DATA_KEYS_IGNORED = ("root", "cache_dir")
+# The data keys a checkpoint's fingerprint covers: a list rather than "all but", so that a data
+# key added later does not invalidate existing checkpoints (root and cache_dir say where things
+# are, not what they are).
+DATA_KEYS_HASHED = (
+    "dataset",
+    "train_split",
+    "test_split",
+    "frames_dir",
+    "label_format",
+    "label_path",
+    "exclude_train",
+    "videos",
+    "max_frames",
+    "synthetic",
+)
+# Keys that say how fast things are made, not what they are.
 PREPROCESS_KEYS_IGNORED = ("num_workers",)
 MODEL_KEYS_IGNORED = ("deterministic",)  # a test-time choice, not part of the weights
 
@@ -55,7 +69,7 @@ def fingerprint_sections(cfg, module: str = "hf2vad") -> dict[str, dict]:
         model = {"memae": model["memae"]}
     else:
         model = {k: v for k, v in model.items() if k not in MODEL_KEYS_IGNORED}
-    data = {k: v for k, v in _plain(cfg["data"]).items() if k not in DATA_KEYS_IGNORED}
+    data = {k: v for k, v in _plain(cfg["data"]).items() if k in DATA_KEYS_HASHED}
     preprocess = _plain(cfg["preprocess"])
     preprocess = {k: v for k, v in preprocess.items() if k not in PREPROCESS_KEYS_IGNORED}
     cubes = {k: v for k, v in preprocess["cubes"].items() if k != "chunk_size"}
