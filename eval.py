@@ -7,7 +7,7 @@ The model evaluated is the final one of the run: stage 3 (hybrid), stage 2 (cvae
 with stage3.num_epochs=0) or stage 1 (memae); `eval.checkpoint` picks its best.pth (lowest
 training loss, the default; no test labels are used), its last.pth, or any checkpoint path.
 Training statistics of S_r and S_p are computed over all training cubes the first time and
-cached beside the checkpoint (<ckpt>.train_stats.json).
+cached beside the checkpoint (<ckpt>.train_stats.json; `.sampled_seedK` added for sampled latents).
 
 Writes <run_dir>/eval/: scores.json, metrics.json, config.yaml, roc.png, curves/<video>.png,
 objects_highest.png, objects_lowest.png. `--rescore` reads scores.json (checking it was made with
@@ -169,8 +169,10 @@ def collect_object_scores(
     return np.concatenate(s_r), np.concatenate(s_p)
 
 
-def stats_path(ckpt_path: Path) -> Path:
-    return ckpt_path.with_name(f"{ckpt_path.stem}.train_stats.json")
+def stats_path(cfg, ckpt_path: Path) -> Path:
+    """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean."""
+    variant = "" if cfg.model.deterministic else f".sampled_seed{cfg.seed}"
+    return ckpt_path.with_name(f"{ckpt_path.stem}.train_stats{variant}.json")
 
 
 def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
@@ -179,7 +181,7 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
 
     A cached file made for another checkpoint, test-mode setting or precision is recomputed.
     """
-    path = stats_path(ckpt_path)
+    path = stats_path(cfg, ckpt_path)
     identity = stats_identity(cfg, ckpt, device)
     if path.exists():
         stored = read_json(path)

@@ -49,7 +49,7 @@ def write_stats(run_dir: Path, ckpt_path: Path, overrides: list[str], device) ->
     """Made-up training statistics that the variant's identity (precision included) accepts."""
     cfg = load_config(run_dir / "config.yaml", overrides)
     identity = stats_identity(cfg, load_checkpoint(ckpt_path), device)
-    write_json(stats_path(ckpt_path), {**MADE_UP_STATS, "checkpoint": identity})
+    write_json(stats_path(cfg, ckpt_path), {**MADE_UP_STATS, "checkpoint": identity})
 
 
 def main() -> None:

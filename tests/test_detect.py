@@ -68,7 +68,7 @@ def tiny_run(tmp_path_factory) -> Path:
     save_config(cfg, path.parent / "config.yaml")
     identity = dict(checkpoint_identity(load_checkpoint(path)), deterministic=True)
     stats = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
-    write_json(stats_path(path), {**stats, "checkpoint": identity})
+    write_json(stats_path(cfg, path), {**stats, "checkpoint": identity})
     return root / "run"
 
 

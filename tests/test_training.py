@@ -179,3 +179,24 @@ def test_runs_can_share_a_stage_1(tiny_cfg, tmp_path):
     trained = load_checkpoint(tmp_path / "k2" / "stage2" / "last.pth")["model"]
     for key, value in start.items():  # stage 2 keeps the shared ML-MemAE-SC frozen
         torch.testing.assert_close(trained[f"memae.{key}"], value)
+
+
+def test_sampled_latents_depend_on_the_seed_only(tiny_cfg, tmp_path):
+    """Appendix B: sampled z gives other scores than the posterior mean, the same ones for the
+    same seed, and training statistics per seed beside the checkpoint."""
+    base = ["model.type=cvae", "stage2.num_epochs=1", "eval.plots=false"]
+    train_stage(tiny_cfg(*base), 2)
+    runs = {}
+    for name, extra in (("mean", []), ("s1", ["seed=1"]), ("s1b", ["seed=1"]), ("s2", ["seed=2"])):
+        sampled = [] if name == "mean" else ["model.deterministic=false"]
+        cfg = tiny_cfg(*base, *sampled, *extra, f"run_dir={tmp_path / 'run'}")
+        evaluate(cfg, out_dir=tmp_path / name)
+        doc = json.loads((tmp_path / name / "scores.json").read_text())
+        runs[name] = doc["videos"][0]["objects"]["s_p"]
+    assert runs["s1"] == runs["s1b"] and runs["s1"] != runs["s2"] and runs["s1"] != runs["mean"]
+    names = sorted(p.name for p in (tmp_path / "run" / "stage2").glob("best.train_stats*.json"))
+    assert names == [
+        "best.train_stats.json",
+        "best.train_stats.sampled_seed1.json",
+        "best.train_stats.sampled_seed2.json",
+    ]

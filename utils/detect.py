@@ -167,7 +167,7 @@ def _has_training_cubes(cfg) -> bool:
 
 def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
     """The saved training statistics of the checkpoint; computed when missing and possible."""
-    path = stats_path(ckpt_path)
+    path = stats_path(cfg, ckpt_path)
     if path.is_file() and read_json(path).get("checkpoint") == stats_identity(cfg, ckpt, device):
         return read_json(path)
     if _has_training_cubes(cfg):
