@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from utils.checkpoint import (
 )
 from utils.config import add_config_args, load_config, save_config
 from utils.engine import set_cpu_threads
-from utils.io import read_json, write_json
+from utils.io import read_json, write_json, write_npz
 from utils.misc import get_logger, resolve_device, seed_everything
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
 from utils.scoring import (
@@ -169,10 +170,47 @@ def collect_object_scores(
     return np.concatenate(s_r), np.concatenate(s_p)
 
 
-def stats_path(cfg, ckpt_path: Path) -> Path:
+def stats_path(cfg, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
     """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean."""
     variant = "" if cfg.model.deterministic else f".sampled_seed{cfg.seed}"
-    return ckpt_path.with_name(f"{ckpt_path.stem}.train_stats{variant}.json")
+    name, ext = kind.rsplit(".", 1)
+    return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
+
+
+OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
+
+
+def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple[dict, dict]:
+    """Score every training cube once; cache the statistics (JSON) and, for thresholds at a
+    false-alarm rate, the per-object errors (<ckpt>.train_object_scores.npz)."""
+    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    tic = time.time()
+    seed_everything(cfg.seed)
+    s_r, s_p = collect_object_scores(
+        model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
+    )
+    objects = {
+        "s_r": s_r,
+        "s_p": s_p,
+        "video_idx": np.asarray(dataset.video_idx, np.int64),
+        "frame_idx": np.asarray(dataset.frame_idx, np.int64),
+        "num_frames": np.asarray(dataset.num_frames, np.int64),
+    }
+    identity_text = np.array(json.dumps(identity, sort_keys=True))
+    write_npz(
+        stats_path(cfg, ckpt_path, "train_object_scores.npz"), identity=identity_text, **objects
+    )
+    stats = {
+        "seconds": round(time.time() - tic, 1),
+        "mean_r": float(s_r.mean()),
+        "std_r": float(s_r.std()),
+        "mean_p": float(s_p.mean()),
+        "std_p": float(s_p.std()),
+        "num_cubes": len(dataset),
+        "checkpoint": identity,
+    }
+    write_json(stats_path(cfg, ckpt_path), stats)
+    return stats, objects
 
 
 def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
@@ -188,23 +226,20 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
         if stored.get("checkpoint") == identity:
             return dict(stored, cached=True)
         get_logger().info(f"{path} belongs to another checkpoint; recomputing")
-    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
-    tic = time.time()
-    seed_everything(cfg.seed)
-    s_r, s_p = collect_object_scores(
-        model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
-    )
-    stats = {
-        "seconds": round(time.time() - tic, 1),
-        "mean_r": float(s_r.mean()),
-        "std_r": float(s_r.std()),
-        "mean_p": float(s_p.mean()),
-        "std_p": float(s_p.std()),
-        "num_cubes": len(dataset),
-        "checkpoint": identity,
-    }
-    write_json(path, stats)
+    stats, _ = _training_pass(cfg, model, identity, ckpt_path, device)
     return dict(stats, cached=False)
+
+
+def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+    """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video, from the
+    cache that the training statistics wrote (one more pass when it is missing or stale)."""
+    path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
+    identity = stats_identity(cfg, ckpt, device)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["identity"]) == json.dumps(identity, sort_keys=True):
+                return {k: data[k] for k in OBJECT_KEYS}
+    return _training_pass(cfg, model, identity, ckpt_path, device)[1]
 
 
 def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:

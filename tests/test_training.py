@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from fake_cubes import tiny_overrides
@@ -95,6 +96,8 @@ def test_evaluation_outputs(tiny_cfg, tmp_path):
     out = tmp_path / "run" / "eval"
     stats = json.loads((tmp_path / "run" / "stage3" / "best.train_stats.json").read_text())
     assert stats["num_cubes"] == 48 and stats["std_r"] > 0 and stats["std_p"] > 0
+    with np.load(tmp_path / "run" / "stage3" / "best.train_object_scores.npz") as objects:
+        assert objects["s_r"].mean() == pytest.approx(stats["mean_r"], rel=1e-6)  # detect --far
     assert set(metrics["scores"]) == {"fused", "flow_reconstruction", "frame_prediction"}
     fused = metrics["scores"]["fused"]
     assert fused["num_labelled_videos"] == 2

@@ -21,7 +21,8 @@ frame's smoothed score is final, so the video shows the same smoothed score as s
 
 Thresholds (optional): `--threshold X` on the smoothed score, or `--far F`: the smoothed score
 that a fraction F of the *training* frames exceeds, with the same scoring protocol (one pass of
-the model over the training cubes, cached as <ckpt>.train_object_scores.npz). The training
+the model over the training cubes, which eval.py already made and cached as
+<ckpt>.train_object_scores.npz beside the checkpoint). The training
 frames were seen in training, so expect more false alarms than F on new normal footage. Without
 the training cubes (a run directory copied elsewhere), `--far` falls back to a normal
 approximation per object: threshold = z(1 - F) * (|w_r| + |w_p|), the quantile of a fused score
@@ -31,7 +32,6 @@ objects and the smoothing, so it is a rough guide only (the output says which wa
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -45,11 +45,9 @@ import torch
 from scipy.stats import norm
 from tqdm import tqdm
 
-from datasets import CubeDataset
 from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
 from eval import (
-    collect_object_scores,
     eval_checkpoint_path,
     prepare_scoring_model,
     score_weights,
@@ -57,6 +55,7 @@ from eval import (
     stats_path,
     training_statistics,
 )
+from eval import training_object_errors as eval_training_object_errors
 from models import build_model, object_scores
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
@@ -71,7 +70,7 @@ from utils.detect_outputs import (
     streamed_file,
     write_frame_csv,
 )
-from utils.io import atomic_write, read_json, write_json
+from utils.io import read_json, write_json
 from utils.misc import get_logger, resolve_device
 from utils.scoring import empty_frame_score, fuse_scores, smooth, video_frame_scores
 
@@ -248,42 +247,8 @@ def training_frame_scores(det: Detector) -> np.ndarray:
 
 
 def training_object_errors(det: Detector) -> dict[str, np.ndarray]:
-    """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video; computed
-    once per checkpoint and cached beside it (<ckpt>.train_object_scores.npz)."""
-    cfg = det.cfg
-    path = det.ckpt_path.with_name(f"{det.ckpt_path.stem}.train_object_scores.npz")
-    identity = json.dumps(stats_identity(cfg, det.ckpt, det.device), sort_keys=True)
-    keys = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["identity"]) == identity:
-                return {k: data[k] for k in keys}
-    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
-    s_r, s_p = collect_object_scores(
-        det.model,
-        dataset,
-        cfg.eval.batch_size,
-        cfg.eval.num_workers,
-        det.device,
-        "training frame scores",
-    )
-    objects = {
-        "s_r": s_r,
-        "s_p": s_p,
-        "video_idx": np.asarray(dataset.video_idx, np.int64),
-        "frame_idx": np.asarray(dataset.frame_idx, np.int64),
-        "num_frames": np.asarray(dataset.num_frames, np.int64),
-    }
-    _save_npz(path, identity=np.array(identity), **objects)
-    return objects
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
+    """Per-object errors of every training cube (cached by eval's training statistics)."""
+    return eval_training_object_errors(det.cfg, det.model, det.ckpt, det.ckpt_path, det.device)
 
 
 def anomalous_intervals(smoothed: np.ndarray, threshold: float, fps: float) -> list[dict]:

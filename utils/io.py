@@ -35,6 +35,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, write)
 
 
+def write_npz(path: str | os.PathLike, **arrays) -> None:
+    """Arrays to an uncompressed .npz, atomically (read back with allow_pickle=False)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
