@@ -230,15 +230,24 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
     return dict(stats, cached=False)
 
 
+def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
+    """The per-object training errors cached for this checkpoint and test mode, else None."""
+    path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["identity"]) != json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True):
+            return None
+        return {k: data[k] for k in OBJECT_KEYS}
+
+
 def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
     """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video, from the
     cache that the training statistics wrote (one more pass when it is missing or stale)."""
-    path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
+    cached = cached_object_errors(cfg, ckpt, ckpt_path, device)
+    if cached is not None:
+        return cached
     identity = stats_identity(cfg, ckpt, device)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["identity"]) == json.dumps(identity, sort_keys=True):
-                return {k: data[k] for k in OBJECT_KEYS}
     return _training_pass(cfg, model, identity, ckpt_path, device)[1]
 
 

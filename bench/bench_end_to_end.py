@@ -26,7 +26,8 @@ from eval import stats_identity, stats_path
 from models import build_model
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import load_config, save_config
-from utils.detect import detect_video, limit_frames, load_detector
+from utils.detect import detect_video, limit_frames
+from utils.detector import load_detector
 from utils.io import write_json
 
 MADE_UP_STATS = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}

@@ -8,6 +8,7 @@ synthetic dataset's normal videos (about a minute on one CPU core), for the dete
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -27,17 +28,10 @@ from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
 from utils.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from utils.config import load_config, save_config
-from utils.detect import (
-    DetectError,
-    LiveSmoother,
-    anomalous_intervals,
-    detect,
-    detect_video,
-    far_threshold,
-    limit_frames,
-    load_detector,
-    open_input,
-)
+from utils.detect import detect, detect_video, limit_frames, open_input
+from utils.detect_scoring import LiveSmoother
+from utils.detect_thresholds import anomalous_intervals, far_threshold
+from utils.detector import DetectError, load_detector
 from utils.io import write_json
 from utils.scoring import smooth, video_frame_scores
 
@@ -245,6 +239,10 @@ def test_synthetic_anomaly_is_found(synthetic_run, tmp_path):
     for interval in doc["intervals"]:
         found |= set(range(interval["start_frame"], interval["end_frame"] + 1))
     assert len(found & truth) >= 0.5 * len(truth), (doc["intervals"], min(truth), max(truth))
+    # a copied run without the training cubes still has the errors cached beside its checkpoint
+    copied = shutil.copytree(run, tmp_path / "copied_run")
+    det = load_detector(copied, overrides=["data.cache_dir=/nonexistent"], device="cpu")
+    assert far_threshold(det, 0.01).value == doc["threshold"]["value"]
     smoothed = np.array([np.nan if v is None else v for v in doc["frames"]["smoothed_score"]])
     assert np.nanmean(smoothed[labels == 1]) > np.nanmean(smoothed[labels == 0])
     out = tmp_path / "01"
