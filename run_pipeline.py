@@ -19,13 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from eval import (
-    eval_checkpoint_path,
-    evaluate,
-    results_table,
-    stages_for,
-    training_statistics,
-)
+from eval import evaluate, results_table
 from ml_memae_sc_train import train_stage1
 from models import build_model
 from pre_process import run_preprocess
@@ -35,6 +29,7 @@ from utils.config import add_config_args, load_config
 from utils.engine import barrier, cleanup_distributed, setup_distributed
 from utils.io import read_json, write_json
 from utils.misc import get_logger
+from utils.object_errors import eval_checkpoint_path, stages_for, training_statistics
 
 
 def _train_statistics(cfg, device) -> dict:

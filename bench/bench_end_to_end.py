@@ -22,13 +22,13 @@ import torch
 
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
 from datasets.frames import open_video
-from eval import stats_identity, stats_path
 from models import build_model
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import load_config, save_config
 from utils.detect import detect_video, limit_frames
 from utils.detector import load_detector
 from utils.io import write_json
+from utils.object_errors import stats_identity, stats_path
 
 MADE_UP_STATS = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
 

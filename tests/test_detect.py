@@ -19,7 +19,6 @@ import torch
 from datasets import CubeDataset
 from datasets.cubes import CUBE_ARRAYS, cube_dir
 from detect import main as detect_main
-from eval import collect_object_scores, stats_path
 from ml_memae_sc_train import train_stage1
 from models import build_model
 from pre_process import run_preprocess
@@ -33,6 +32,7 @@ from utils.detect_scoring import LiveSmoother
 from utils.detect_thresholds import anomalous_intervals, far_threshold
 from utils.detector import DetectError, load_detector
 from utils.io import write_json
+from utils.object_errors import collect_object_scores, stats_path
 from utils.scoring import smooth, video_frame_scores
 
 PED2_VIDEO = Path("../shared/data/ped2/testing/frames/01")

@@ -165,7 +165,7 @@ def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path):
 def test_runs_can_share_a_stage_1(tiny_cfg, tmp_path):
     """train.stage1_from: a memae run evaluates another run's stage 1; a hybrid trains stages 2
     and 3 from it; neither trains a stage 1 of its own."""
-    from eval import eval_checkpoint_path, stages_for
+    from utils.object_errors import eval_checkpoint_path, stages_for
 
     train_stage1(tiny_cfg("stage1.num_epochs=1"))
     shared = str(tmp_path / "run" / "stage1" / "best.pth")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from eval import cached_object_errors, training_object_errors
 from utils.detector import DetectError, Detector, has_training_cubes
+from utils.object_errors import cached_object_errors, training_object_errors
 from utils.scoring import video_frame_scores
 
 

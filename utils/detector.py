@@ -11,14 +11,6 @@ import numpy as np
 import torch
 
 from datasets.cubes import cube_dir
-from eval import (
-    eval_checkpoint_path,
-    prepare_scoring_model,
-    score_weights,
-    stats_identity,
-    stats_path,
-    training_statistics,
-)
 from models import build_model
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
@@ -26,6 +18,14 @@ from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import Config, load_config
 from utils.io import read_json
 from utils.misc import resolve_device
+from utils.object_errors import (
+    eval_checkpoint_path,
+    prepare_scoring_model,
+    score_weights,
+    stats_identity,
+    stats_path,
+    training_statistics,
+)
 from utils.scoring import empty_frame_score, fuse_scores
 
 CONFIG_CANDIDATES = (

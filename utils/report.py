@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from eval import stages_for
 from utils.config import as_config
 from utils.io import atomic_write_text, read_json
+from utils.object_errors import stages_for
 
 # Published Ped2 micro AUROC (%) per config name (SPEC 7): (table and row, value).
 PAPER_PED2 = {

@@ -1,0 +1,200 @@
+"""Object errors of a run's model, shared by eval.py, detect.py and run_pipeline.py: which
+checkpoint and stages a config means, the scoring model, and the training statistics (mean and std
+of S_r and S_p over all training cubes) with the per-object training errors, cached beside the
+checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from datasets import CubeDataset
+from datasets.cubes import cube_dir
+from models import ScoringModel, object_scores, scoring_model
+from utils.checkpoint import checkpoint_identity, stage_dir
+from utils.io import read_json, write_json, write_npz
+from utils.misc import get_logger, seed_everything
+
+STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
+
+
+def stages_for(cfg) -> list[int]:
+    """The training stages of the configured model type, in order; stage 1 is left out when
+    `train.stage1_from` names a finished one."""
+    kind = cfg.model.type
+    if kind == "memae":
+        stages = [1]
+    elif kind in ("cvae", "vae"):
+        stages = [2]
+    else:
+        stages = [1, 2, 3] if cfg.stage3.num_epochs > 0 else [1, 2]
+    return [s for s in stages if not (s == 1 and cfg.train.stage1_from)]
+
+
+def eval_checkpoint_path(cfg) -> Path:
+    """best/last of the final stage (`train.stage1_from` for a memae that trains nothing here),
+    or the path given in eval.checkpoint."""
+    choice = cfg.eval.checkpoint
+    if choice not in ("best", "last"):
+        return Path(choice)
+    stages = stages_for(cfg)
+    if not stages:
+        return Path(cfg.train.stage1_from)
+    return stage_dir(cfg, stages[-1]) / f"{choice}.pth"
+
+
+def score_weights(cfg) -> dict[str, tuple[float, float]]:
+    """Named (w_r, w_p) pairs to evaluate; the first is the main score.
+
+    hybrid: the fused score plus S_r alone and S_p alone (Table 1's "w/o FP" and "w/o FR");
+    memae: S_r alone; cvae, vae: S_p alone (the other branch does not exist).
+    """
+    kind = cfg.model.type
+    if kind == "memae":
+        return {"flow_reconstruction": (1.0, 0.0)}
+    if kind in ("cvae", "vae"):
+        return {"frame_prediction": (0.0, 1.0)}
+    return {
+        "fused": (cfg.eval.w_r, cfg.eval.w_p),
+        "flow_reconstruction": (1.0, 0.0),
+        "frame_prediction": (0.0, 1.0),
+    }
+
+
+def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for scoring: bfloat16 on CPU with eval.bf16_cpu, float16 on CUDA with
+    eval.amp, else None (float32)."""
+    if device.type == "cpu" and cfg.eval.bf16_cpu:
+        return torch.bfloat16
+    if device.type == "cuda" and cfg.eval.amp:
+        return torch.float16
+    return None
+
+
+def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
+    """The restored model as eval.py and detect.py score with it (eval.fuse,
+    eval.channels_last, eval.bf16_cpu / eval.amp, eval.cpu_micro_batch; models/inference.py)."""
+    return scoring_model(
+        model.to(device).eval(),
+        fuse=cfg.eval.fuse,
+        channels_last=cfg.eval.channels_last,
+        autocast_dtype=scoring_dtype(cfg, device),
+        micro_batch=cfg.eval.cpu_micro_batch if device.type == "cpu" else 0,
+    )
+
+
+def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
+    """What training statistics depend on: the checkpoint, the test-mode setting (and seed when
+    sampling) and, when not float32, the scoring precision."""
+    identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
+    if not cfg.model.deterministic:  # sampled latents: the seed picks the samples
+        identity["seed"] = cfg.seed
+    dtype = scoring_dtype(cfg, device)
+    if dtype is not None:
+        identity["precision"] = str(dtype).removeprefix("torch.")
+    return identity
+
+
+@torch.inference_mode()
+def collect_object_scores(
+    model, dataset, batch_size: int, num_workers: int, device, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(S_r, S_p) of every cube of `dataset` in test mode, float64 [N] each."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    s_r, s_p = [], []
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        out = model(batch["frames"].to(device), batch["flows"].to(device))
+        r, p = object_scores(out)
+        s_r.append(r.double().cpu().numpy())
+        s_p.append(p.double().cpu().numpy())
+    if not s_r:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(s_r), np.concatenate(s_p)
+
+
+def stats_path(cfg, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
+    """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean."""
+    variant = "" if cfg.model.deterministic else f".sampled_seed{cfg.seed}"
+    name, ext = kind.rsplit(".", 1)
+    return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
+
+
+OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
+
+
+def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple[dict, dict]:
+    """Score every training cube once; cache the statistics (JSON) and, for thresholds at a
+    false-alarm rate, the per-object errors (<ckpt>.train_object_scores.npz)."""
+    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    tic = time.time()
+    seed_everything(cfg.seed)
+    s_r, s_p = collect_object_scores(
+        model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
+    )
+    objects = {
+        "s_r": s_r,
+        "s_p": s_p,
+        "video_idx": np.asarray(dataset.video_idx, np.int64),
+        "frame_idx": np.asarray(dataset.frame_idx, np.int64),
+        "num_frames": np.asarray(dataset.num_frames, np.int64),
+    }
+    identity_text = np.array(json.dumps(identity, sort_keys=True))
+    write_npz(
+        stats_path(cfg, ckpt_path, "train_object_scores.npz"), identity=identity_text, **objects
+    )
+    stats = {
+        "seconds": round(time.time() - tic, 1),
+        "mean_r": float(s_r.mean()),
+        "std_r": float(s_r.std()),
+        "mean_p": float(s_p.mean()),
+        "std_p": float(s_p.std()),
+        "num_cubes": len(dataset),
+        "checkpoint": identity,
+    }
+    write_json(stats_path(cfg, ckpt_path), stats)
+    return stats, objects
+
+
+def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+    """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON;
+    the returned dict says whether it was `cached`).
+
+    A cached file made for another checkpoint, test-mode setting or precision is recomputed.
+    """
+    path = stats_path(cfg, ckpt_path)
+    identity = stats_identity(cfg, ckpt, device)
+    if path.exists():
+        stored = read_json(path)
+        if stored.get("checkpoint") == identity:
+            return dict(stored, cached=True)
+        get_logger().info(f"{path} belongs to another checkpoint; recomputing")
+    stats, _ = _training_pass(cfg, model, identity, ckpt_path, device)
+    return dict(stats, cached=False)
+
+
+def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
+    """The per-object training errors cached for this checkpoint and test mode, else None."""
+    path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        if str(data["identity"]) != json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True):
+            return None
+        return {k: data[k] for k in OBJECT_KEYS}
+
+
+def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+    """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video, from the
+    cache that the training statistics wrote (one more pass when it is missing or stale)."""
+    cached = cached_object_errors(cfg, ckpt, ckpt_path, device)
+    if cached is not None:
+        return cached
+    identity = stats_identity(cfg, ckpt, device)
+    return _training_pass(cfg, model, identity, ckpt_path, device)[1]
