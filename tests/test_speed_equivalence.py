@@ -162,6 +162,23 @@ def test_memory_single_cast_under_autocast_matches_plain_autocast():
     torch.testing.assert_close(readout, expected)
 
 
+def test_memory_reads_only_used_slots_without_gradients():
+    """Inference reads only the slots with a non-zero weight: the same read-out as the dense
+    product; with gradients the dense product runs (and is differentiable)."""
+    torch.manual_seed(0)
+    memory = Memory(200, 64, 0.01)
+    memory.slots.data[:3] *= 40  # a few dominant slots: sparse weights, as in a trained model
+    query = memory.slots.data[torch.randint(0, 3, (16,))] / 40 + 0.01 * torch.randn(16, 64)
+    readout, weights = memory(query)  # grad enabled: dense
+    assert 0 < int(weights.any(0).sum()) <= 100
+    with torch.no_grad():
+        sparse, sparse_w = memory(query)
+    torch.testing.assert_close(sparse_w, weights.detach())
+    torch.testing.assert_close(sparse, readout.detach(), rtol=1e-6, atol=1e-6)
+    readout.sum().backward()
+    assert memory.slots.grad is not None
+
+
 def test_scoring_model_float32_and_bf16():
     model = paper_model()
     frames, flows = random_cubes(batch=4, seed=2)
