@@ -44,7 +44,7 @@ from utils.checkpoint import (
 from utils.config import add_config_args, load_config, save_config
 from utils.engine import set_cpu_threads
 from utils.io import read_json, write_json
-from utils.misc import get_logger, resolve_device, seed_everything
+from utils.misc import get_logger, record_times, resolve_device, seed_everything
 from utils.object_errors import (
     STAT_KEYS,
     collect_object_scores,
@@ -477,7 +477,13 @@ def main() -> None:
             print(f"epoch {row['epoch']}: {row[doc['main_score']]}")
         print(f"selected on test labels: epoch {doc['selected_on_test_labels']['epoch']}")
         return
-    metrics = rescore(cfg) if args.rescore else evaluate(cfg)
+    if args.rescore:
+        print(results_table(rescore(cfg)))
+        return
+    tic = time.time()
+    metrics = evaluate(cfg)
+    # one step: the training statistics (when not cached) and the test scores
+    record_times(cfg, {"eval": time.time() - tic})
     print(results_table(metrics))
 
 

@@ -12,12 +12,8 @@ and evaluates.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from eval import evaluate, results_table
 from ml_memae_sc_train import train_stage1
@@ -27,8 +23,7 @@ from train import train_stage
 from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import add_config_args, load_config
 from utils.engine import barrier, cleanup_distributed, setup_distributed
-from utils.io import read_json, write_json
-from utils.misc import get_logger
+from utils.misc import get_logger, record_times
 from utils.object_errors import eval_checkpoint_path, stages_for, training_statistics
 
 
@@ -39,33 +34,6 @@ def _train_statistics(cfg, device) -> dict:
     model = build_model(cfg.model)
     restore_model(model, ckpt, path)
     return training_statistics(cfg, model.to(device), ckpt, path, device)
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True)
-    except OSError:
-        return ""
-    commit = head.stdout.decode().strip()
-    return commit + ("+changes" if commit and dirty.stdout.strip() else "")
-
-
-def record_times(cfg, seconds: dict) -> None:
-    """Append this invocation (command, commit, seconds of the steps that did work) to
-    <run_dir>/pipeline_times.json, so a run split over several invocations keeps every time."""
-    path = Path(cfg.run_dir) / "pipeline_times.json"
-    history = read_json(path) if path.is_file() else []
-    history.append(
-        {
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-            "commit": git_commit(),
-            "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        }
-    )
-    write_json(path, history)
 
 
 def run_pipeline(cfg) -> dict | None:

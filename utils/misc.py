@@ -1,14 +1,19 @@
-"""Seeds, device choice, and rank-0 logging shared by every script."""
+"""Seeds, device choice, rank-0 logging and run bookkeeping shared by every script."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import random
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from utils.io import read_json, write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -51,3 +56,30 @@ def get_logger(name: str = "hf2vad") -> logging.Logger:
         logger.propagate = False
     logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     return logger
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True)
+    except OSError:
+        return ""
+    commit = head.stdout.decode().strip()
+    return commit + ("+changes" if commit and dirty.stdout.strip() else "")
+
+
+def record_times(cfg, seconds: dict) -> None:
+    """Append this invocation (command, commit, seconds of the steps that did work) to
+    <run_dir>/pipeline_times.json, so a run split over several invocations keeps every time."""
+    path = Path(cfg.run_dir) / "pipeline_times.json"
+    history = read_json(path) if path.is_file() else []
+    history.append(
+        {
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "commit": git_commit(),
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        }
+    )
+    write_json(path, history)
