@@ -104,7 +104,11 @@ def time_table(history: list[dict]) -> list[str]:
             + " |"
         )
     total = sum(sum(e["seconds"].values()) for e in history)
-    lines.append(f"\nTotal wall time of the steps that did work: {total / 60:.1f} min.")
+    lines.append(
+        f"\nTotal wall time of the steps that did work: {total / 60:.1f} min (a step left blank "
+        "was cached or finished already; a row from eval.py alone counts the training "
+        "statistics, when not cached, in its eval time)."
+    )
     return lines
 
 
