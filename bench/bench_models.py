@@ -1,5 +1,5 @@
-"""Model speed at the paper's architecture on random tensors: inference cubes/s and training
-samples/s of the three stages.
+"""Model speed at the paper's architecture on random tensors (or, with --checkpoint, trained
+weights on real cubes): inference cubes/s and training samples/s of the three stages.
 
     python -m bench.bench_models [--device cuda] [--threads 1] [--batch 128] [--compile]
     python -m bench.bench_models --quick --threads 1          # under 2 minutes
@@ -12,6 +12,9 @@ torch.compile (inductor, frozen weights) in micro-batches, with its compile time
 Training (one optimiser step as utils/engine.py takes it, with its Adam): stage 1 = ML-MemAE-SC
 on single flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
 (cubes/s); float32, plus low precision with --train-low-precision.
+With --checkpoint (a hybrid run's stage3/best.pth) inference runs on the first --batch cubes of
+--cubes, and one more row reads every memory slot (the memory's sparse read is off): with random
+weights every slot is in use, so only trained weights show what the sparse read saves.
 The numbers are medians of --repeats timed calls after --warmup untimed ones.
 """
 
@@ -24,6 +27,7 @@ from types import SimpleNamespace
 import torch
 
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
+from datasets import CubeDataset
 from models import (
     ScoringModel,
     build_loss,
@@ -32,6 +36,8 @@ from models import (
     memae_loss,
     scoring_model,
 )
+from models.memory import Memory
+from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import load_config
 from utils.engine import autocast, build_optimizer
 
@@ -66,14 +72,41 @@ def inference_variants(model, micro: int) -> dict:
     }
 
 
+def set_sparse_read(model, enabled: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, Memory):
+            module.sparse_read = enabled
+
+
+def trained_inputs(cfg, args, device):
+    """The model with --checkpoint's weights and the first --batch cubes of --cubes."""
+    model = build_model(cfg.model)
+    path = Path(args.checkpoint)
+    restore_model(model, load_checkpoint(path, cfg), path)
+    dataset = CubeDataset(Path(args.cubes))
+    batch = [dataset[i] for i in range(min(args.batch, len(dataset)))]
+    frames = torch.stack([b["frames"] for b in batch]).to(device)
+    flows = torch.stack([b["flows"] for b in batch]).to(device)
+    return model.to(device).eval(), frames, flows
+
+
 def inference_rows(cfg, args, device) -> list[dict]:
     torch.manual_seed(0)
-    model = build_model(cfg.model).to(device).eval()
-    frames, flows = random_cubes(args.batch, device)
+    if args.checkpoint:
+        model, frames, flows = trained_inputs(cfg, args, device)
+    else:
+        model = build_model(cfg.model).to(device).eval()
+        frames, flows = random_cubes(args.batch, device)
     low_label, _, low_dtype = low_precision(device)
     rows = []
+    variants = inference_variants(model, args.micro_batch)
+    if args.checkpoint:  # random weights use every slot: the sparse read only shows when trained
+        best = f"fused channels_last micro-batch {args.micro_batch}"
+        variants[f"{best} dense memory read"] = dict(variants[best], sparse_read=False)
     for precision, dtype in (("fp32", None), (low_label, low_dtype)):
-        for name, kwargs in inference_variants(model, args.micro_batch).items():
+        for name, kwargs in variants.items():
+            kwargs = dict(kwargs)
+            set_sparse_read(model, kwargs.pop("sparse_read", True))
             scorer = scoring_model(model, autocast_dtype=dtype, **kwargs)
             seconds = time_call(
                 lambda scorer=scorer: scorer(frames, flows), device, args.repeats, args.warmup
@@ -179,6 +212,8 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=0, help="stage 2/3 (0: config)")
     parser.add_argument("--stage1-batch", type=int, default=0, help="flows (0: config)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--checkpoint", help="inference with these trained weights (and --cubes)")
+    parser.add_argument("--cubes", default="cache/ped2/cubes/testing", help="with --checkpoint")
     parser.add_argument("--train-low-precision", action="store_true")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-infer", action="store_true")
@@ -209,6 +244,8 @@ def main() -> None:
         "train_batch": args.train_batch,
         "stage1_batch": args.stage1_batch,
         "warmup": args.warmup,
+        "checkpoint": args.checkpoint,
+        "cubes": args.cubes if args.checkpoint else None,
     }
     save(args, device, rows, settings)
 

@@ -27,11 +27,14 @@ class Memory(nn.Module):
     `shrink_thres`, L1 renormalisation; the read-out is w M [B, C]. No bias.
     """
 
-    def __init__(self, num_slots: int, slot_dim: int, shrink_thres: float = 5e-4) -> None:
+    def __init__(
+        self, num_slots: int, slot_dim: int, shrink_thres: float = 5e-4, sparse_read: bool = True
+    ) -> None:
         super().__init__()
         self.num_slots = num_slots
         self.slot_dim = slot_dim
         self.shrink_thres = shrink_thres
+        self.sparse_read = sparse_read  # see _read; False forces the dense product (benchmarks)
         self.slots = nn.Parameter(torch.empty(num_slots, slot_dim))
         self.reset_parameters()
 
@@ -59,7 +62,7 @@ class Memory(nn.Module):
         summation order). A trained Ped2 model uses 1 slot per query at levels 2 and 3 and
         about 36 at level 1, so this skips nearly half of the model's multiply-adds."""
         needs_grad = torch.is_grad_enabled() and (weights.requires_grad or slots.requires_grad)
-        if not needs_grad and self.shrink_thres > 0:
+        if self.sparse_read and not needs_grad and self.shrink_thres > 0:
             used = weights.any(dim=0).nonzero().squeeze(1)
             if used.numel() <= self.num_slots // 2:
                 return F.linear(weights[:, used], slots[used].t())
