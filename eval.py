@@ -44,7 +44,7 @@ from utils.checkpoint import (
 from utils.config import add_config_args, load_config, save_config
 from utils.engine import set_cpu_threads
 from utils.io import read_json, write_json
-from utils.misc import get_logger, record_times, resolve_device, seed_everything
+from utils.misc import get_logger, git_commit, record_times, resolve_device, seed_everything
 from utils.object_errors import (
     STAT_KEYS,
     collect_object_scores,
@@ -492,6 +492,7 @@ def main() -> None:
     if args.rescore:
         print(results_table(rescore(cfg)))
         return
+    git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
     metrics = evaluate(cfg)
     record_eval_times(cfg, metrics, time.time() - tic)

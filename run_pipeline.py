@@ -21,7 +21,7 @@ from pre_process import run_preprocess
 from train import train_stage
 from utils.config import add_config_args, load_config
 from utils.engine import barrier, cleanup_distributed, setup_distributed
-from utils.misc import record_times
+from utils.misc import git_commit, record_times
 from utils.object_errors import stages_for
 
 
@@ -31,6 +31,7 @@ def run_pipeline(cfg) -> dict | None:
     Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
     (steps that were cached or already finished are left out)."""
     ctx = setup_distributed(cfg)
+    git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
     if ctx.is_main:
         summary = run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))

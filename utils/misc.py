@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 import random
@@ -58,8 +59,10 @@ def get_logger(name: str = "hf2vad") -> logging.Logger:
     return logger
 
 
+@functools.cache
 def git_commit() -> str:
-    """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git."""
+    """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git.
+    Read once per process (call it at start: the code that runs is the code of that moment)."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True)
