@@ -19,7 +19,9 @@ run_one() {
         return
     fi
     python run_pipeline.py --cfg cfgs/$name.yaml
-    python -m utils.report --run runs/$name --out results/$name
+    local notes=()
+    [[ -f results/$name/notes.md ]] && notes=(--notes results/$name/notes.md)
+    python -m utils.report --run runs/$name --out results/$name "${notes[@]}"
 }
 
 for name in "${@:-${ALL[@]}}"; do

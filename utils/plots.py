@@ -141,3 +141,25 @@ def tensorboard_grid(
             rows.append(images[:n].detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy())
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
     return torch.from_numpy(grid).permute(2, 0, 1).float()
+
+
+def plot_frames_with_boxes(panels: Sequence[dict], path, columns: int = 2) -> None:
+    """One panel per dict: `frame` RGB uint8 [H, W, 3], `boxes` [K, 4], `scores` [K], `title`.
+    Boxes scoring above the panel's `threshold` are red, the others green; each is labelled
+    with its score."""
+    rows = -(-len(panels) // columns)
+    height, width = panels[0]["frame"].shape[:2]
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * width / 60, rows * height / 60))
+    for ax, panel in zip(np.atleast_1d(axes).ravel(), panels):
+        ax.imshow(panel["frame"])
+        for (x1, y1, x2, y2), score in zip(panel["boxes"], panel["scores"]):
+            colour = "red" if score > panel["threshold"] else "lime"
+            ax.add_patch(
+                plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=colour, linewidth=1)
+            )
+            ax.text(x1, y1 - 2, f"{score:.1f}", color="yellow", fontsize=6)
+        ax.set_title(panel["title"], fontsize=8)
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)

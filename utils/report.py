@@ -12,14 +12,17 @@ command behind any number it quotes. results/README.md is read from results/*/me
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 from pathlib import Path
 
 import yaml
 
+from datasets.frames import list_videos
 from utils.config import as_config
 from utils.io import atomic_write_text, read_json
 from utils.object_errors import stages_for
+from utils.plots import plot_frames_with_boxes
 
 # Published Ped2 micro AUROC (%) per config name (SPEC 7): (table and row, value).
 PAPER_PED2 = {
@@ -138,6 +141,66 @@ def _config_summary(cfg: dict) -> list[str]:
     return rows
 
 
+def _rank_frames(scores_doc: dict) -> tuple[list, list]:
+    """(normal, abnormal) labelled frames as (smoothed score, video, frame, objects, top box),
+    the normal ones highest first, the abnormal ones lowest first."""
+    normal, abnormal = [], []
+    for video in scores_doc["videos"]:
+        if video["labels"] is None:
+            continue
+        objects = video["objects"]
+        for frame, (label, score) in enumerate(zip(video["labels"], video["smoothed_score"])):
+            if score is None:
+                continue
+            own = [k for k, f in enumerate(objects["frame"]) if f == frame]
+            top = max(own, key=lambda k: objects["score"][k], default=None)
+            box = "–" if top is None else " ".join(f"{v:.0f}" for v in objects["box"][top])
+            row = (score, video["name"], frame, len(own), box)
+            (abnormal if label else normal).append(row)
+    return sorted(normal, reverse=True), sorted(abnormal)
+
+
+def hardest_frames(scores_doc: dict, count: int = 6) -> list[str]:
+    """The labelled frames that cost the micro AUROC most: the highest-scoring normal frames and
+    the lowest-scoring abnormal ones (smoothed main score), with the top object of each."""
+    normal, abnormal = _rank_frames(scores_doc)
+    lines = [
+        "| kind | video | frame | smoothed score | objects | top object box (x1 y1 x2 y2) |",
+        "|---|---|---|---|---|---|",
+    ]
+    picks = [("normal, highest", r) for r in normal[:count]]
+    picks += [("abnormal, lowest", r) for r in abnormal[:count]]
+    for kind, (score, name, frame, num, box) in picks:
+        lines.append(f"| {kind} | {name} | {frame} | {score:.2f} | {num} | {box} |")
+    return lines
+
+
+def plot_hardest_frames(scores_doc: dict, cfg, path: Path, count: int = 2) -> None:
+    """The `count` highest-scoring normal and lowest-scoring abnormal frames with every object's
+    (unsmoothed) score; objects above the lowest abnormal frame's smoothed score are red."""
+    normal, abnormal = _rank_frames(scores_doc)
+    if not normal or not abnormal:
+        return
+    videos = {v.name: v for v in list_videos(as_config(cfg["data"]), cfg["data"]["test_split"])}
+    docs = {v["name"]: v for v in scores_doc["videos"]}
+    panels = []
+    for kind, rows in (("normal", normal[:count]), ("abnormal", abnormal[:count])):
+        for score, name, frame, _, _ in rows:
+            objects = docs[name]["objects"]
+            own = [k for k, f in enumerate(objects["frame"]) if f == frame]
+            image = next(itertools.islice(videos[name].frames(), frame, None))
+            panels.append(
+                {
+                    "frame": image,
+                    "boxes": [objects["box"][k] for k in own],
+                    "scores": [objects["score"][k] for k in own],
+                    "threshold": abnormal[0][0],
+                    "title": f"video {name} frame {frame}: {kind}, smoothed score {score:.2f}",
+                }
+            )
+    plot_frames_with_boxes(panels, path)
+
+
 def build_report(run_dir: Path, notes: str = "") -> str:
     metrics = read_json(run_dir / "eval" / "metrics.json")
     cfg = yaml.safe_load((run_dir / "eval" / "config.yaml").read_text())
@@ -171,6 +234,15 @@ def build_report(run_dir: Path, notes: str = "") -> str:
         f"{metrics['protocol']['smoothing']} filter {metrics['protocol']['window']}; "
         f"{metrics['num_videos']} test videos scored, {metrics['num_objects']} objects",
     ]
+    lines += [
+        "",
+        "## Hardest labelled frames (main score)",
+        "",
+        *hardest_frames(read_json(run_dir / "eval" / "scores.json")),
+        "",
+        "`hardest_frames.png`: the two highest-scoring normal and two lowest-scoring abnormal "
+        "frames with every object's score (red: above the lowest abnormal frame's score).",
+    ]
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
@@ -187,6 +259,9 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
         shutil.copytree(eval_dir / "curves", out_dir / "curves", dirs_exist_ok=True)
     if (run_dir / "pipeline_times.json").is_file():
         shutil.copy2(run_dir / "pipeline_times.json", out_dir / "pipeline_times.json")
+    scores_doc = read_json(eval_dir / "scores.json")
+    cfg = yaml.safe_load((eval_dir / "config.yaml").read_text())
+    plot_hardest_frames(scores_doc, cfg, out_dir / "hardest_frames.png")
     report = out_dir / "report.md"
     atomic_write_text(report, build_report(run_dir, notes))
     return report
