@@ -10,6 +10,9 @@ cubes, the model in batches of eval.batch_size, fusion, smoothing and every outp
 (scores.csv/json, objects.csv, curve.png, annotated.mp4). Each variant is the run's config plus
 --set overrides: "float32" as configured, "low precision" adds eval.bf16_cpu=true (CPU) or
 eval.amp=true (CUDA). Data come from data.root (../shared/data); absent data -> a message, exit 0.
+With --run RUN_DIR a trained run is scored instead (its own precision; its training statistics
+must exist, e.g. after eval.py), once as is and once with every memory slot read (the sparse read
+off): random weights use every slot, so only trained weights show what the sparse read saves.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
 from datasets.frames import open_video
 from models import build_model
+from models.memory import Memory
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.config import load_config, save_config
 from utils.detect import detect_video, limit_frames
@@ -53,12 +57,50 @@ def write_stats(run_dir: Path, ckpt_path: Path, overrides: list[str], device) ->
     write_json(stats_path(cfg, ckpt_path), {**MADE_UP_STATS, "checkpoint": identity})
 
 
+def timed_detect(det, video, out: Path, name: str, device, args) -> dict:
+    docs = []
+
+    def score():
+        docs.append(detect_video(det, video, out, progress=False))
+
+    seconds = time_call(score, device, args.repeats, args.warmup)
+    entry = rate_entry(f"detect_video {name}", video.num_frames, "frames", seconds)
+    entry["objects"] = docs[-1]["num_objects"]
+    entry["cubes_per_second"] = entry["objects"] / entry["median_seconds"]
+    return entry
+
+
+def untrained_rows(video, tmp: Path, device, args) -> list[dict]:
+    low = "eval.amp=true" if device.type == "cuda" else "eval.bf16_cpu=true"
+    variants = {"float32": [], f"low precision ({low})": [low]}
+    run_dir, ckpt_path = make_run(tmp, args.cfg, args.overrides)
+    rows = []
+    for name, extra in variants.items():
+        write_stats(run_dir, ckpt_path, extra, device)
+        det = load_detector(run_dir, extra, str(device))
+        rows.append(timed_detect(det, video, tmp / "out" / name.split()[0], name, device, args))
+    return rows
+
+
+def trained_rows(run_dir: Path, video, tmp: Path, device, args) -> list[dict]:
+    det = load_detector(run_dir, args.overrides, str(device))
+    rows = []
+    for sparse in (True, False):
+        for module in det.model.modules():
+            if isinstance(module, Memory):
+                module.sparse_read = sparse
+        name = f"trained {run_dir.name}, {'sparse' if sparse else 'dense'} memory read"
+        rows.append(timed_detect(det, video, tmp / "out" / str(sparse), name, device, args))
+    return rows
+
+
 def main() -> None:
     parser = base_parser("bench_end_to_end", __doc__.split("\n")[0])
     parser.add_argument("--cfg", default="cfgs/ped2.yaml", help="model, data and eval settings")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     parser.add_argument("--video", default="01", help="Ped2 test video")
     parser.add_argument("--max-frames", type=int, default=120, help="first N frames")
+    parser.add_argument("--run", help="score with this trained run directory instead")
     args = parser.parse_args()
     if args.quick:
         args.max_frames, args.repeats, args.warmup = min(args.max_frames, 30), 1, 0
@@ -69,25 +111,11 @@ def main() -> None:
         print(f"bench_end_to_end: {folder / args.video} not found (the Ped2 data); nothing to do")
         sys.exit(0)
     video = limit_frames(open_video(folder / args.video), args.max_frames)
-    low = "eval.amp=true" if device.type == "cuda" else "eval.bf16_cpu=true"
-    variants = {"float32": [], f"low precision ({low})": [low]}
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
-        run_dir, ckpt_path = make_run(Path(tmp), args.cfg, args.overrides)
-        for name, extra in variants.items():
-            write_stats(run_dir, ckpt_path, extra, device)
-            det = load_detector(run_dir, extra, str(device))
-            docs = []
-
-            def score(det=det, name=name, docs=docs):
-                out = Path(tmp) / "out" / name.split()[0]
-                docs.append(detect_video(det, video, out, progress=False))
-
-            seconds = time_call(score, device, args.repeats, args.warmup)
-            entry = rate_entry(f"detect_video {name}", video.num_frames, "frames", seconds)
-            entry["objects"] = docs[-1]["num_objects"]
-            entry["cubes_per_second"] = entry["objects"] / entry["median_seconds"]
-            rows.append(entry)
+        if args.run:
+            rows = trained_rows(Path(args.run), video, Path(tmp), device, args)
+        else:
+            rows = untrained_rows(video, Path(tmp), device, args)
     print_table(
         rows, f"JPEG -> frame score, Ped2 test video {args.video}, {video.num_frames} frames"
     )
@@ -104,6 +132,7 @@ def main() -> None:
         "frames": video.num_frames,
         "batch_size": base.eval.batch_size,
         "warmup": args.warmup,
+        "run": args.run,
     }
     save(args, device, rows, settings)
 
