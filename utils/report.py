@@ -127,6 +127,8 @@ def _config_summary(cfg: dict) -> list[str]:
             f"- stage {stage}: {s['num_epochs']} epoch(s), batch {s['batch_size']}, "
             f"lr {s['lr']:g}, max_cubes {s['max_cubes'] or 'all'}"
         )
+    if cfg["train"].get("stage1_from"):
+        rows.append(f"- stage 1: not trained here; the one in {cfg['train']['stage1_from']}")
     model = cfg["model"]
     rows.append(
         f"- model: {model['type']}, memories {model['memae']['mem_usage']}, skips "
