@@ -69,3 +69,5 @@ def test_synthetic_pipeline_learns_more_than_motion_magnitude(tmp_path):
     assert f"| {fused:.2f} |" in report and report.rstrip().endswith("by hand")
     for name in ("metrics.json", "scores.json", "roc.png", "pipeline_times.json"):
         assert (tmp_path / "published" / name).is_file()
+    assert (tmp_path / "published" / "hardest_frames.png").is_file()
+    assert "| normal, highest |" in report and "| abnormal, lowest |" in report
