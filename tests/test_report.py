@@ -34,3 +34,21 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| CVAE on original flows | 94.48 | 91.25 | 92.00 |" in text
     assert "| MemAE | 96.27 | not run yet |" in text
     assert "| sampled z, 2 seeds (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
+
+
+def test_hardest_frames_ranks_normal_high_and_abnormal_low():
+    from utils.report import hardest_frames
+
+    objects = {"frame": [4, 4, 5], "box": [[0, 0, 5, 5], [1, 2, 30, 40], [0, 0, 9, 9]]}
+    objects["score"] = [0.5, 2.0, 1.0]
+    video = {
+        "name": "01",
+        "labels": [0, 0, 0, 0, 0, 1, 1],
+        "smoothed_score": [None] * 4 + [3.0, 1.0, 7.0],
+        "objects": objects,
+    }
+    unlabelled = {"name": "02", "labels": None, "smoothed_score": [9.0], "objects": objects}
+    rows = hardest_frames({"videos": [video, unlabelled]}, count=1)
+    assert rows[2] == "| normal, highest | 01 | 4 | 3.00 | 2 | 1 2 30 40 |"
+    assert rows[3] == "| abnormal, lowest | 01 | 5 | 1.00 | 1 | 0 0 9 9 |"
+    assert len(rows) == 4
