@@ -359,8 +359,11 @@ def _mnist(root: Path) -> list[str]:
 
 
 def gather(root: Path) -> Path:
-    """Write root/README.md: the paper's tables beside every published result."""
+    """Write root/README.md: the paper's tables beside every published result, then
+    root/notes.md when it exists."""
     lines = [GATHER_HEADER, *_ped2_tables(root), *_appendix_b(root), *_mnist(root)]
+    if (root / "notes.md").is_file():  # hand-written reading of the tables
+        lines += ["", (root / "notes.md").read_text().strip()]
     path = root / "README.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
