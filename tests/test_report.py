@@ -28,7 +28,9 @@ def test_gather_places_each_result_in_its_row(tmp_path):
         write_metrics(
             tmp_path / "ped2_cpu_stochastic" / f"seed{seed}", {"fused": (micro, 0)}, "fused"
         )
+    (tmp_path / "notes.md").write_text("## Reading\nby hand\n")
     text = gather(tmp_path).read_text()
+    assert text.rstrip().endswith("## Reading\nby hand")
     assert "| HF2-VAD | 99.30 | 99.50 | 99.90 |" in text
     assert "| w/o frame prediction (S_r of the hybrid) | 98.80 | 98.10 | 99.00 |" in text
     assert "| CVAE on original flows | 94.48 | 91.25 | 92.00 |" in text
