@@ -35,7 +35,7 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| w/o frame prediction (S_r of the hybrid) | 98.80 | 98.10 | 99.00 |" in text
     assert "| CVAE on original flows | 94.48 | 91.25 | 92.00 |" in text
     assert "| MemAE | 96.27 | not run yet |" in text
-    assert "| sampled z, 2 seeds (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
+    assert "| sampled z, 2 seed(s) (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
 
 
 def test_hardest_frames_ranks_normal_high_and_abnormal_low():

@@ -342,7 +342,7 @@ def _appendix_b(root: Path) -> list[str]:
         "| | paper micro % | ours micro % |",
         "|---|---|---|",
         f"| deterministic z | 99.3078 | {deterministic['micro_auroc']:.3f} |",
-        f"| sampled z, {len(micro)} seeds (range) | 99.3065-99.3089 | "
+        f"| sampled z, {len(micro)} seed(s) (range) | 99.3065-99.3089 | "
         f"{min(micro):.3f}-{max(micro):.3f} |",
     ]
 
