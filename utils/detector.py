@@ -16,13 +16,12 @@ from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import Config, load_config
-from utils.io import read_json
 from utils.misc import resolve_device
 from utils.object_errors import (
+    cached_statistics,
     eval_checkpoint_path,
     prepare_scoring_model,
     score_weights,
-    stats_identity,
     stats_path,
     training_statistics,
 )
@@ -113,13 +112,13 @@ def has_training_cubes(cfg) -> bool:
 
 def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
     """The saved training statistics of the checkpoint; computed when missing and possible."""
-    path = stats_path(cfg, ckpt_path)
-    if path.is_file() and read_json(path).get("checkpoint") == stats_identity(cfg, ckpt, device):
-        return read_json(path)
+    stats = cached_statistics(cfg, ckpt, ckpt_path, device)
+    if stats is not None:
+        return stats
     if has_training_cubes(cfg):
         return training_statistics(cfg, model, ckpt, ckpt_path, device)
     raise DetectError(
-        f"no training statistics for {ckpt_path}: {path} is missing or belongs to another "
-        f"checkpoint, and the training cubes to compute them are not in "
+        f"no training statistics for {ckpt_path}: {stats_path(cfg, ckpt_path)} is missing or "
+        f"belongs to another checkpoint, and the training cubes to compute them are not in "
         f"{cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
     )

@@ -162,20 +162,29 @@ def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple
     return stats, objects
 
 
+def cached_statistics(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
+    """The training statistics cached for this checkpoint, test mode and precision (marked
+    `cached`), else None."""
+    path = stats_path(cfg, ckpt_path)
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    if stored.get("checkpoint") != stats_identity(cfg, ckpt, device):
+        get_logger().info(f"{path} belongs to another checkpoint or test mode")
+        return None
+    return dict(stored, cached=True)
+
+
 def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
     """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON;
     the returned dict says whether it was `cached`).
 
     A cached file made for another checkpoint, test-mode setting or precision is recomputed.
     """
-    path = stats_path(cfg, ckpt_path)
-    identity = stats_identity(cfg, ckpt, device)
-    if path.exists():
-        stored = read_json(path)
-        if stored.get("checkpoint") == identity:
-            return dict(stored, cached=True)
-        get_logger().info(f"{path} belongs to another checkpoint; recomputing")
-    stats, _ = _training_pass(cfg, model, identity, ckpt_path, device)
+    cached = cached_statistics(cfg, ckpt, ckpt_path, device)
+    if cached is not None:
+        return cached
+    stats, _ = _training_pass(cfg, model, stats_identity(cfg, ckpt, device), ckpt_path, device)
     return dict(stats, cached=False)
 
 

@@ -143,22 +143,26 @@ def _config_summary(cfg: dict) -> list[str]:
     return rows
 
 
+def _objects_by_frame(objects: dict) -> dict[int, list[int]]:
+    """Frame index -> indices of that frame's objects in a scores.json video."""
+    by_frame: dict[int, list[int]] = {}
+    for k, frame in enumerate(objects["frame"]):
+        by_frame.setdefault(frame, []).append(k)
+    return by_frame
+
+
 def _rank_frames(scores_doc: dict) -> tuple[list, list]:
-    """(normal, abnormal) labelled frames as (smoothed score, video, frame, objects, top box),
-    the normal ones highest first, the abnormal ones lowest first."""
+    """(normal, abnormal) labelled frames as (smoothed score, video, frame, object indices), the
+    normal ones highest first, the abnormal ones lowest first."""
     normal, abnormal = [], []
     for video in scores_doc["videos"]:
         if video["labels"] is None:
             continue
-        objects = video["objects"]
+        by_frame = _objects_by_frame(video["objects"])
         for frame, (label, score) in enumerate(zip(video["labels"], video["smoothed_score"])):
-            if score is None:
-                continue
-            own = [k for k, f in enumerate(objects["frame"]) if f == frame]
-            top = max(own, key=lambda k: objects["score"][k], default=None)
-            box = "–" if top is None else " ".join(f"{v:.0f}" for v in objects["box"][top])
-            row = (score, video["name"], frame, len(own), box)
-            (abnormal if label else normal).append(row)
+            if score is not None:
+                row = (score, video["name"], frame, by_frame.get(frame, []))
+                (abnormal if label else normal).append(row)
     return sorted(normal, reverse=True), sorted(abnormal)
 
 
@@ -172,8 +176,11 @@ def hardest_frames(scores_doc: dict, count: int = 6) -> list[str]:
     ]
     picks = [("normal, highest", r) for r in normal[:count]]
     picks += [("abnormal, lowest", r) for r in abnormal[:count]]
-    for kind, (score, name, frame, num, box) in picks:
-        lines.append(f"| {kind} | {name} | {frame} | {score:.2f} | {num} | {box} |")
+    objects = {v["name"]: v["objects"] for v in scores_doc["videos"]}
+    for kind, (score, name, frame, own) in picks:
+        top = max(own, key=lambda k: objects[name]["score"][k], default=None)
+        box = "–" if top is None else " ".join(f"{v:.0f}" for v in objects[name]["box"][top])
+        lines.append(f"| {kind} | {name} | {frame} | {score:.2f} | {len(own)} | {box} |")
     return lines
 
 
@@ -187,9 +194,8 @@ def plot_hardest_frames(scores_doc: dict, cfg, path: Path, count: int = 2) -> No
     docs = {v["name"]: v for v in scores_doc["videos"]}
     panels = []
     for kind, rows in (("normal", normal[:count]), ("abnormal", abnormal[:count])):
-        for score, name, frame, _, _ in rows:
+        for score, name, frame, own in rows:
             objects = docs[name]["objects"]
-            own = [k for k, f in enumerate(objects["frame"]) if f == frame]
             image = next(itertools.islice(videos[name].frames(), frame, None))
             panels.append(
                 {
@@ -203,9 +209,9 @@ def plot_hardest_frames(scores_doc: dict, cfg, path: Path, count: int = 2) -> No
     plot_frames_with_boxes(panels, path)
 
 
-def build_report(run_dir: Path, notes: str = "") -> str:
+def build_report(run_dir: Path, cfg: dict, scores_doc: dict, notes: str = "") -> str:
+    """report.md of a run from its eval outputs (`cfg`: the resolved config eval saved)."""
     metrics = read_json(run_dir / "eval" / "metrics.json")
-    cfg = yaml.safe_load((run_dir / "eval" / "config.yaml").read_text())
     times_path = run_dir / "pipeline_times.json"
     history = read_json(times_path) if times_path.is_file() else []
     stats = metrics["train_stats"]
@@ -240,7 +246,7 @@ def build_report(run_dir: Path, notes: str = "") -> str:
         "",
         "## Hardest labelled frames (main score)",
         "",
-        *hardest_frames(read_json(run_dir / "eval" / "scores.json")),
+        *hardest_frames(scores_doc),
         "",
         "`hardest_frames.png`: the two highest-scoring normal and two lowest-scoring abnormal "
         "frames with every object's score (red: above the lowest abnormal frame's score).",
@@ -265,7 +271,7 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
     cfg = yaml.safe_load((eval_dir / "config.yaml").read_text())
     plot_hardest_frames(scores_doc, cfg, out_dir / "hardest_frames.png")
     report = out_dir / "report.md"
-    atomic_write_text(report, build_report(run_dir, notes))
+    atomic_write_text(report, build_report(run_dir, cfg, scores_doc, notes))
     return report
 
 
