@@ -10,7 +10,8 @@ Estimators: OpenCV DIS and Farneback (grayscale, CPU) and torchvision RAFT small
 device; weights from torchvision's cache or `preprocess.flow.weights`, never downloaded).
 A video's flows are one `.npy` file [T, H, W, 2] of `preprocess.flow.dtype` (float16 by default:
 half the disk, resolution 1/32 px at 30 px motion), written frame by frame to a memory map and
-renamed into place when complete.
+renamed into place when complete. `preprocess.flow.units_size` expresses the values in pixels of
+a frame of another size, as the authors' up-scaled FlowNet2 flows were (SPEC 2.2).
 """
 
 from __future__ import annotations
@@ -110,8 +111,36 @@ class RAFTFlow:
         return flow[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
 
 
-def build_flow_estimator(flow_cfg, device: str | torch.device = "cpu") -> FlowFn:
-    """The estimator named by `preprocess.flow.method`."""
+class FlowInUnits:
+    """An estimator whose flow values are expressed in pixels of a frame resized to
+    units_size (height, width): x scaled by width / frame width, y by height / frame height."""
+
+    def __init__(self, estimate: FlowFn, units_size: tuple[int, int]):
+        self.estimate, self.units_size = estimate, units_size
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        flow = self.estimate(prev, cur)
+        (units_h, units_w), (height, width) = self.units_size, prev.shape[:2]
+        return flow * np.array([units_w / width, units_h / height], dtype=flow.dtype)
+
+
+def check_units_size(units_size) -> tuple[int, int] | None:
+    """`preprocess.flow.units_size` as (height, width), or None; anything else is an error."""
+    if units_size is None:
+        return None
+    if (
+        not isinstance(units_size, (list, tuple))
+        or len(units_size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in units_size)
+    ):
+        raise ValueError(
+            f"preprocess.flow.units_size is {units_size!r}; expected null or [height, width] "
+            "(two positive integers)"
+        )
+    return tuple(units_size)
+
+
+def _estimator(flow_cfg, device) -> FlowFn:
     method = flow_cfg.method
     if method == "dis":
         return DISFlow(flow_cfg.dis_preset)
@@ -120,6 +149,14 @@ def build_flow_estimator(flow_cfg, device: str | torch.device = "cpu") -> FlowFn
     if method in ("raft_small", "raft_large"):
         return RAFTFlow(method.split("_")[1], flow_cfg.weights, flow_cfg.raft_iters, device)
     raise ValueError(f"preprocess.flow.method is {method!r}; valid: {list(FLOW_METHODS)}")
+
+
+def build_flow_estimator(flow_cfg, device: str | torch.device = "cpu") -> FlowFn:
+    """The estimator named by `preprocess.flow.method`, in the units of
+    `preprocess.flow.units_size`."""
+    units_size = check_units_size(flow_cfg.units_size)
+    estimate = _estimator(flow_cfg, device)
+    return estimate if units_size is None else FlowInUnits(estimate, units_size)
 
 
 def write_video_flows(

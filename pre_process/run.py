@@ -34,6 +34,7 @@ from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
 from pre_process.cubes import write_split_cubes
 from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
+from utils.checkpoint import hashed_settings
 from utils.config import Config, add_config_args, load_config, save_config
 from utils.io import read_json, write_json
 from utils.misc import get_logger, resolve_device
@@ -248,7 +249,8 @@ def preprocess_split(cfg, split: str, device) -> dict:
     inputs = [v.signature() for v in videos]
     box_settings = dict(_settings(cfg.preprocess.boxes), recipe=BOX_RECIPE_VERSION)
     box_fps = [{"settings": box_settings, "input": i} for i in inputs]
-    flow_fps = [{"settings": _settings(cfg.preprocess.flow), "input": i} for i in inputs]
+    flow_settings = hashed_settings(cfg.preprocess.flow, "preprocess.flow")
+    flow_fps = [{"settings": flow_settings, "input": i} for i in inputs]
     seconds = {}
     tic = time.time()
     boxes, boxes_done = step_boxes(cfg, split, videos, box_fps, device)

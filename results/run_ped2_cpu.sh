@@ -7,7 +7,7 @@ set -euo pipefail
 
 ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
      ped2_cpu_stochastic ped2_cpu_hybrid_memae2 ped2_cpu_hybrid_memae_plain
-     ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3)
+     ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3 ped2_cpu_flow_units)
 
 run_one() {
     local name=$1

@@ -13,8 +13,16 @@ from datasets.frames import list_videos
 from datasets.labels import load_labels
 from pre_process.boxes import BoxExtractor, ForegroundBoxes, merge_close, remove_covered
 from pre_process.cubes import crop_resize, write_split_cubes
-from pre_process.flow import DISFlow, FarnebackFlow, RAFTFlow, load_flows, write_video_flows
+from pre_process.flow import (
+    DISFlow,
+    FarnebackFlow,
+    RAFTFlow,
+    build_flow_estimator,
+    load_flows,
+    write_video_flows,
+)
 from pre_process.run import run_preprocess
+from utils.checkpoint import fingerprints
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,6 +143,31 @@ def test_video_flows_file(tmp_path, first_frame):
     with pytest.raises(ValueError, match="expected 7"):
         write_video_flows(frames, 7, DISFlow("medium"), tmp_path / "w.npy")
     assert not (tmp_path / "w.npy").exists()  # nothing half-written
+
+
+def test_flow_units_size_scales_x_and_y_by_the_resize_factors():
+    cfg = load_config(REPO / "cfgs" / "synthetic.yaml")
+    base = textured(60, 90)
+    frames = (base, translate(base, 2, 1))  # moves (+2, +1) pixels
+    native = build_flow_estimator(cfg.preprocess.flow)(*frames)
+    cfg.preprocess.flow.units_size = [240, 180]  # 4x the height, 2x the width
+    in_units = build_flow_estimator(cfg.preprocess.flow)(*frames)
+    np.testing.assert_allclose(in_units, native * np.array([2.0, 4.0], np.float32), rtol=1e-6)
+    np.testing.assert_allclose(in_units[15:-15, 15:-15].reshape(-1, 2).mean(0), [4, 4], atol=0.5)
+    for bad in ([240], [0, 180], "240x180", [240.0, 180]):
+        cfg.preprocess.flow.units_size = bad
+        with pytest.raises(ValueError, match="preprocess.flow.units_size"):
+            build_flow_estimator(cfg.preprocess.flow)
+
+
+def test_flow_units_size_fingerprint_unchanged_at_null():
+    """Null (the behaviour before the setting existed) keeps old caches and checkpoints valid;
+    the hash at null is the one of a config without the key."""
+    cfg = load_config(REPO / "cfgs" / "ped2_cpu.yaml")
+    assert cfg.preprocess.flow.units_size is None
+    assert fingerprints(cfg)["data"] == "7a443a8db92de678"  # made before units_size existed
+    cfg.preprocess.flow.units_size = [768, 1024]
+    assert fingerprints(cfg)["data"] != "7a443a8db92de678"
 
 
 # ---------------------------------------------------------------------------------------------

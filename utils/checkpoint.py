@@ -45,6 +45,10 @@ DATA_KEYS_HASHED = (
     "max_frames",
     "synthetic",
 )
+# Settings added after results were published, with the value that keeps the behaviour from
+# before they existed: at that value a setting is left out of every fingerprint, so the caches
+# and checkpoints made before it was added stay valid.
+ADDED_SETTINGS = {"preprocess.flow": {"units_size": None}}
 # Keys that say how fast things are made, not what they are.
 PREPROCESS_KEYS_IGNORED = ("num_workers",)
 MODEL_KEYS_IGNORED = ("deterministic",)  # a test-time choice, not part of the weights
@@ -56,6 +60,16 @@ class CheckpointError(RuntimeError):
 
 def _plain(section: Any) -> Any:
     return section.to_dict() if hasattr(section, "to_dict") else section
+
+
+def hashed_settings(section: Any, name: str) -> dict:
+    """Config section `name` (e.g. "preprocess.flow") as a plain dict for hashing, without the
+    ADDED_SETTINGS that hold their backward-compatible value."""
+    plain = dict(_plain(section))
+    for key, unchanged in ADDED_SETTINGS.get(name, {}).items():
+        if key in plain and plain[key] == unchanged:
+            del plain[key]
+    return plain
 
 
 def fingerprint_sections(cfg, module: str = "hf2vad") -> dict[str, dict]:
@@ -73,7 +87,9 @@ def fingerprint_sections(cfg, module: str = "hf2vad") -> dict[str, dict]:
     preprocess = _plain(cfg["preprocess"])
     preprocess = {k: v for k, v in preprocess.items() if k not in PREPROCESS_KEYS_IGNORED}
     cubes = {k: v for k, v in preprocess["cubes"].items() if k != "chunk_size"}
-    return {"model": model, "data": {"data": data, "preprocess": dict(preprocess, cubes=cubes)}}
+    flow = hashed_settings(preprocess["flow"], "preprocess.flow")
+    preprocess = dict(preprocess, cubes=cubes, flow=flow)
+    return {"model": model, "data": {"data": data, "preprocess": preprocess}}
 
 
 def _hash(value: Any) -> str:

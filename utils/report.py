@@ -299,6 +299,10 @@ TABLE2 = [
     "ped2_cpu",
 ]
 TABLE3 = ["ped2_cpu_recon1", "ped2_cpu_recon2", "ped2_cpu_recon3", "ped2_cpu"]
+VARIANTS = [  # (row, result folder): our own choices, each beside the CPU schedule
+    ("CPU schedule, flow in Ped2's own pixels", "ped2_cpu"),
+    ("flow in the authors' units (1024x768 pixels, SPEC 2.2)", "ped2_cpu_flow_units"),
+]
 
 
 def _main_score(folder: Path, score: str | None = None) -> dict | None:
@@ -337,6 +341,27 @@ def _ped2_tables(root: Path) -> list[str]:
     return lines
 
 
+def _variants(root: Path) -> list[str]:
+    """Fused, S_r and S_p micro AUROC of the hybrid variants that are not paper rows."""
+    lines = [
+        "",
+        "## Beyond the paper (Ped2, hybrid): micro AUROC %",
+        "",
+        "| variant | fused | S_r only | S_p only | result |",
+        "|---|---|---|---|---|",
+    ]
+    for label, folder in VARIANTS:
+        if _main_score(root / folder) is None:
+            lines.append(f"| {label} | not run yet | | | `{folder}` |")
+            continue
+        cells = [
+            _fmt(_main_score(root / folder, score)["micro_auroc"])
+            for score in ("fused", "flow_reconstruction", "frame_prediction")
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} | [`{folder}`]({folder}/report.md) |")
+    return lines
+
+
 def _appendix_b(root: Path) -> list[str]:
     seeds = sorted((root / "ped2_cpu_stochastic").glob("seed*/metrics.json"))
     lines = ["", "## Appendix B (Ped2): posterior mean vs sampled latents", ""]
@@ -367,7 +392,8 @@ def _mnist(root: Path) -> list[str]:
 def gather(root: Path) -> Path:
     """Write root/README.md: the paper's tables beside every published result, then
     root/notes.md when it exists."""
-    lines = [GATHER_HEADER, *_ped2_tables(root), *_appendix_b(root), *_mnist(root)]
+    lines = [GATHER_HEADER, *_ped2_tables(root), *_appendix_b(root), *_variants(root)]
+    lines += _mnist(root)
     if (root / "notes.md").is_file():  # hand-written reading of the tables
         lines += ["", (root / "notes.md").read_text().strip()]
     path = root / "README.md"
