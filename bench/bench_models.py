@@ -15,6 +15,7 @@ on single flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), sta
 With --checkpoint (a hybrid run's stage3/best.pth) inference runs on the first --batch cubes of
 --cubes, and one more row reads every memory slot (the memory's sparse read is off): with random
 weights every slot is in use, so only trained weights show what the sparse read saves.
+First the machine's ceiling: GFLOP/s of a 2048^3 matrix product in float32 and low precision.
 The numbers are medians of --repeats timed calls after --warmup untimed ones.
 """
 
@@ -88,6 +89,21 @@ def trained_inputs(cfg, args, device):
     frames = torch.stack([b["frames"] for b in batch]).to(device)
     flows = torch.stack([b["flows"] for b in batch]).to(device)
     return model.to(device).eval(), frames, flows
+
+
+def matmul_rows(args, device, size: int = 2048) -> list[dict]:
+    """The machine's ceiling: GFLOP/s of a size^3 matrix product in float32 and low precision
+    (what a cube's GFLOP are measured against)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=gen).to(device) for _ in range(2))
+    gflop = 2 * size**3 / 1e9
+    rows = []
+    for dtype in (torch.float32, low_precision(device)[2]):
+        x, y = a.to(dtype), b.to(dtype)
+        seconds = time_call(lambda x=x, y=y: x @ y, device, max(args.repeats, 5), 2)
+        name = f"matmul {size}^3 {str(dtype).removeprefix('torch.')}"
+        rows.append(rate_entry(name, gflop, "GFLOP", seconds))
+    return rows
 
 
 def inference_rows(cfg, args, device) -> list[dict]:
@@ -226,7 +242,8 @@ def main() -> None:
     args.train_batch = args.train_batch or cfg.stage2.batch_size
     args.stage1_batch = args.stage1_batch or cfg.stage1.batch_size
     device = setup(args)
-    rows = []
+    rows = matmul_rows(args, device)
+    print_table(rows, f"matrix product, {device}")
     if not args.skip_infer:
         rows += inference_rows(cfg, args, device)
         print_table(rows, f"inference, batch {args.batch}, {device}")
