@@ -114,12 +114,15 @@ class HF2VAD(nn.Module):
         if self.model_type == "vae":
             pred = self.cvae(frames[:, :-1], sample_latent=sample_latent)
         else:
-            motion = flows
-            if self.model_type == "hybrid" and self.num_recon_flows > 0:
-                num_original = flows.shape[1] - self.num_recon_flows
-                motion = torch.cat(
-                    [flows[:, :num_original], out["flow_recon"][:, num_original:]], dim=1
-                )
+            motion = self.cvae_motion(flows, out["flow_recon"])
             pred = self.cvae(frames[:, :-1], motion, sample_latent=sample_latent)
         out.update(pred)
         return out
+
+    def cvae_motion(self, flows: torch.Tensor, flow_recon: torch.Tensor | None) -> torch.Tensor:
+        """The flows the CVAE sees [B, F, 2, H, W]: the original ones, of which a hybrid
+        replaces the last `num_recon_flows` by their reconstructions."""
+        if self.model_type != "hybrid" or self.num_recon_flows == 0:
+            return flows
+        num_original = flows.shape[1] - self.num_recon_flows
+        return torch.cat([flows[:, :num_original], flow_recon[:, num_original:]], dim=1)

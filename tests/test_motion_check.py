@@ -1,0 +1,59 @@
+"""utils.motion_check: hand-computed flow conversion and warp, and the check on a tiny run."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fake_cubes import tiny_overrides
+
+from datasets import CubeDataset, cube_dir
+from models.losses import object_scores
+from train import train_stage
+from utils.config import load_config
+from utils.motion_check import crop_flow, load_run_model, main, warp_by_flow
+
+
+def test_crop_flow_scales_by_the_crop_resize():
+    flows = torch.tensor([2.0, 3.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
+    boxes = torch.tensor([[10.0, 5.0, 74.0, 21.0]])  # 64 wide, 16 high, resized to 32 x 32
+    out = crop_flow(flows, boxes)
+    assert out[0, :, 7, 9].tolist() == [1.0, 6.0]
+
+
+def test_warp_moves_the_image_along_the_flow():
+    image = torch.zeros(1, 1, 8, 10)
+    image[..., 3] = 1.0  # a vertical bar at x = 3
+    flow = torch.zeros(1, 2, 8, 10)
+    flow[:, 0] = 2.0  # everything moves 2 pixels to the right
+    moved = warp_by_flow(image, flow)
+    expected = torch.zeros(1, 1, 8, 10)
+    expected[..., 5] = 1.0
+    torch.testing.assert_close(moved, expected)
+
+
+def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
+    cfg = load_config(Path("cfgs/ped2.yaml"), tiny_overrides(tmp_path) + ["model.type=cvae"])
+    train_stage(cfg, 2)
+    run = tmp_path / "run"
+    main(["--run", str(run), "--num-cubes", "40"])
+    rows = json.loads((run / "eval" / "motion_check_testing.json").read_text())["rows"]
+
+    _, model, _ = load_run_model(run)
+    dataset = CubeDataset(cube_dir(cfg, "testing"), max_cubes=40)
+    frames = torch.stack([dataset[i]["frames"] for i in range(len(dataset))])
+    flows = torch.stack([dataset[i]["flows"] for i in range(len(dataset))])
+    with torch.inference_mode():
+        _, s_p = object_scores(model(frames, flows))
+    assert rows["prediction (as trained)"]["mean"] == pytest.approx(float(s_p.mean()), rel=1e-5)
+    copy = (frames[:, -2] - frames[:, -1]).pow(2).flatten(1).sum(1)
+    assert rows["copy of x4"]["mean"] == pytest.approx(float(copy.mean()), rel=1e-5)
+    # the fake objects are bars moving by their flow: warping x4 by it must beat copying x4
+    assert rows["x4 moved by the true last flow"]["mean"] < 0.5 * rows["copy of x4"]["mean"]
+
+
+def test_motion_check_needs_a_cvae_with_flows(tmp_path, one_thread):
+    cfg = load_config(Path("cfgs/ped2.yaml"), tiny_overrides(tmp_path) + ["model.type=vae"])
+    train_stage(cfg, 2)
+    with pytest.raises(SystemExit, match="needs a CVAE that takes flows"):
+        load_run_model(tmp_path / "run")
