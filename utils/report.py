@@ -251,9 +251,29 @@ def build_report(run_dir: Path, cfg: dict, scores_doc: dict, notes: str = "") ->
         "`hardest_frames.png`: the two highest-scoring normal and two lowest-scoring abnormal "
         "frames with every object's score (red: above the lowest abnormal frame's score).",
     ]
+    lines += motion_check_section(run_dir / "eval")
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def motion_check_section(eval_dir: Path) -> list[str]:
+    """The tables of `python -m utils.motion_check` when it was run on this run."""
+    lines = []
+    for path in sorted(eval_dir.glob("motion_check_*.json")):
+        doc = read_json(path)
+        lines += [
+            "",
+            f"## Does the CVAE use its flows? ({doc['num_cubes']} {doc['split']} cubes)",
+            "",
+            f"`python -m utils.motion_check --run {doc['run']} --split {doc['split']} "
+            f"--num-cubes {doc['num_cubes']}` (`{path.name}`):",
+            "",
+            "| x5 estimate | mean S_p | median S_p |",
+            "|---|---|---|",
+            *(f"| {k} | {v['mean']:.2f} | {v['median']:.2f} |" for k, v in doc["rows"].items()),
+        ]
+    return lines
 
 
 def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
@@ -263,6 +283,8 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
     for name in EVAL_FILES:
         if (eval_dir / name).is_file():
             shutil.copy2(eval_dir / name, out_dir / name)
+    for path in eval_dir.glob("motion_check_*.json"):
+        shutil.copy2(path, out_dir / path.name)
     if (eval_dir / "curves").is_dir():
         shutil.copytree(eval_dir / "curves", out_dir / "curves", dirs_exist_ok=True)
     if (run_dir / "pipeline_times.json").is_file():
