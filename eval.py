@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_curve
 
-from datasets import CubeDataset
+from datasets import open_cubes
 from datasets.cubes import cube_dir
 from datasets.labels import load_labels
 from models import build_model
@@ -348,7 +348,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
     restore_model(model, ckpt, ckpt_path)
     model = prepare_scoring_model(cfg, model, device)
     stats = training_statistics(cfg, model, ckpt, ckpt_path, device)
-    test = CubeDataset(cube_dir(cfg, cfg.data.test_split))
+    test = open_cubes(cfg, cfg.data.test_split)
     tic = time.time()
     seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
     s_r, s_p = collect_object_scores(

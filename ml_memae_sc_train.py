@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from datasets import CubeDataset
-from datasets.cubes import cube_dir
+from datasets import open_cubes
 from models import build_memae, memae_loss
 from utils.checkpoint import stage_dir
 from utils.config import add_config_args, load_config
@@ -34,7 +33,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)
-    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split), max_cubes=cfg.stage1.max_cubes)
+    dataset = open_cubes(cfg, cfg.data.train_split, max_cubes=cfg.stage1.max_cubes)
     lambda_recon, lambda_ent = cfg.loss.lambda_recon, cfg.loss.lambda_ent
 
     def loss_fn(module, batch):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datasets import CubeDataset
-from datasets.cubes import cube_dir
+from datasets import open_cubes
 from models import build_loss, build_model
 from utils.checkpoint import load_checkpoint, restore_model, stage_dir
 from utils.config import add_config_args, load_config
@@ -78,7 +77,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
     criterion = build_loss(loss_cfg)
     stage_cfg = cfg[f"stage{stage}"]
-    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split), max_cubes=stage_cfg.max_cubes)
+    dataset = open_cubes(cfg, cfg.data.train_split, max_cubes=stage_cfg.max_cubes)
 
     def loss_fn(module, batch):
         out = module(batch["frames"], batch["flows"])

@@ -100,7 +100,7 @@ def matmul_rows(args, device, size: int = 2048) -> list[dict]:
     rows = []
     for dtype in (torch.float32, low_precision(device)[2]):
         x, y = a.to(dtype), b.to(dtype)
-        seconds = time_call(lambda x=x, y=y: x @ y, device, max(args.repeats, 5), 2)
+        seconds = time_call(lambda x=x, y=y: x @ y, device, args.repeats, args.warmup)
         name = f"matmul {size}^3 {str(dtype).removeprefix('torch.')}"
         rows.append(rate_entry(name, gflop, "GFLOP", seconds))
     return rows
@@ -245,8 +245,9 @@ def main() -> None:
     rows = matmul_rows(args, device)
     print_table(rows, f"matrix product, {device}")
     if not args.skip_infer:
-        rows += inference_rows(cfg, args, device)
-        print_table(rows, f"inference, batch {args.batch}, {device}")
+        infer = inference_rows(cfg, args, device)
+        print_table(infer, f"inference, batch {args.batch}, {device}")
+        rows += infer
     if not args.skip_train:
         train = training_rows(cfg, args, device)
         print_table(

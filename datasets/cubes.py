@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.checkpoint import check_data_settings
 from utils.io import read_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
@@ -19,11 +20,22 @@ def cube_dir(cfg, split: str) -> Path:
     return Path(cfg.data.cache_dir) / "cubes" / split
 
 
+def open_cubes(cfg, split: str, max_cubes: int = 0) -> CubeDataset:
+    """The cubes of `split` for `cfg` (see CubeDataset); cubes whose manifest says they were made
+    with other data or pre-processing settings are an error naming the keys."""
+    dataset = CubeDataset(cube_dir(cfg, split), max_cubes)
+    made_with = dataset.manifest.get("config")
+    if made_with:  # hand-made cubes (tests) carry no config
+        check_data_settings(made_with, cfg, f"cube folder {dataset.cube_dir}")
+    return dataset
+
+
 class CubeDataset(Dataset):
     """The cubes of one split.
 
     Item i: {"frames": float32 [5, 3, 32, 32] in [0, 1] (frames i-4 ... i of the target's video,
-    RGB), "flows": float32 [4, 2, 32, 32] (pixels; channel 0 = dx), "index": i}. `boxes` [N, 4],
+    RGB), "flows": float32 [4, 2, 32, 32] (pixels of the frame, or of `preprocess.flow.units_size`;
+    channel 0 = dx), "index": i}. `boxes` [N, 4],
     `video_idx` [N] and `frame_idx` [N] are aligned with the items: row i describes item i.
     With `max_cubes` > 0, an evenly spaced subset of that many cubes is used (deterministic).
     """

@@ -7,7 +7,8 @@ indices before 0 are replaced by 0 (the first frame), so every frame gets its cu
 Layout of `<cache_dir>/cubes/<split>/` (N cubes):
 - `frames.npy`    uint8   [N, 5, 32, 32, 3]  RGB crops of frames i-4 ... i
 - `flows.npy`     float32 [N, 4, 32, 32, 2]  flow crops of frames i-3 ... i, (dx, dy) in pixels of
-                                             the original frame (crops are resized, values not)
+                                             the original frame, or of `preprocess.flow.units_size`
+                                             when set (crops are resized, values not)
 - `boxes.npy`     float32 [N, 4]             (x1, y1, x2, y2) in the original frame
 - `video_idx.npy` int32   [N]                index into manifest["videos"]
 - `frame_idx.npy` int32   [N]                0-based index of frame i in its video (or clip)

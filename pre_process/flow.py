@@ -3,8 +3,8 @@
 Convention (every estimator): the flow of frame i is estimated from frame i-1 to frame i and
 lives on frame i-1's pixel grid: `flow[i][y, x] = (dx, dy)` (channel 0 = x, channel 1 = y) is
 the displacement in pixels of the pixel at (x, y) in frame i-1, i.e. frame_{i-1}(x, y) ~
-frame_i(x + dx, y + dy). Frame 0 has no predecessor: `first_frame: zero` stores zeros, `next`
-stores the flow of frames 0 -> 1.
+frame_i(x + dx, y + dy) (pixels of a frame of `units_size` when that is set). Frame 0 has no
+predecessor: `first_frame: zero` stores zeros, `next` stores the flow of frames 0 -> 1.
 
 Estimators: OpenCV DIS and Farneback (grayscale, CPU) and torchvision RAFT small/large (RGB; any
 device; weights from torchvision's cache or `preprocess.flow.weights`, never downloaded).
@@ -140,7 +140,7 @@ def check_units_size(units_size) -> tuple[int, int] | None:
     return tuple(units_size)
 
 
-def _estimator(flow_cfg, device) -> FlowFn:
+def _estimator(flow_cfg, device: str | torch.device) -> FlowFn:
     method = flow_cfg.method
     if method == "dis":
         return DISFlow(flow_cfg.dis_preset)

@@ -11,35 +11,41 @@ from datasets import CubeDataset, cube_dir
 from models.losses import object_scores
 from train import train_stage
 from utils.config import load_config
-from utils.motion_check import crop_flow, load_run_model, main, warp_by_flow
+from utils.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
+from utils.report import motion_check_section
 
 
-def test_crop_flow_scales_by_the_crop_resize():
+def test_crop_flow_scales_by_the_crop_resize_and_the_flow_units():
     flows = torch.tensor([2.0, 3.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
     boxes = torch.tensor([[10.0, 5.0, 74.0, 21.0]])  # 64 wide, 16 high, resized to 32 x 32
-    out = crop_flow(flows, boxes)
-    assert out[0, :, 7, 9].tolist() == [1.0, 6.0]
+    assert crop_flow(flows, boxes)[0, :, 7, 9].tolist() == [1.0, 6.0]
+    # values stored in units 4x (x) and 2x (y) the frame's pixels: 0.5 and 1.5 frame pixels
+    assert crop_flow(flows, boxes, (4.0, 2.0))[0, :, 7, 9].tolist() == [0.25, 3.0]
+    cfg = load_config(Path("cfgs/ped2.yaml"))  # units_size [768, 1024]
+    assert units_scale(cfg, (240, 360)) == (1024 / 360, 768 / 240)
 
 
 def test_warp_moves_the_image_along_the_flow():
     image = torch.zeros(1, 1, 8, 10)
-    image[..., 3] = 1.0  # a vertical bar at x = 3
+    image[0, 0, 2, 3] = 1.0  # one bright pixel at (x=3, y=2)
     flow = torch.zeros(1, 2, 8, 10)
-    flow[:, 0] = 2.0  # everything moves 2 pixels to the right
+    flow[:, 0], flow[:, 1] = 2.0, 3.0  # everything moves 2 right and 3 down
     moved = warp_by_flow(image, flow)
     expected = torch.zeros(1, 1, 8, 10)
-    expected[..., 5] = 1.0
+    expected[0, 0, 5, 5] = 1.0
     torch.testing.assert_close(moved, expected)
 
 
 def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
-    cfg = load_config(Path("cfgs/ped2.yaml"), tiny_overrides(tmp_path) + ["model.type=cvae"])
+    # the hand-made cubes hold flow in frame pixels
+    overrides = ["model.type=cvae", "preprocess.flow.units_size=null"]
+    cfg = load_config(Path("cfgs/ped2.yaml"), tiny_overrides(tmp_path) + overrides)
     train_stage(cfg, 2)
     run = tmp_path / "run"
     main(["--run", str(run), "--num-cubes", "40"])
     rows = json.loads((run / "eval" / "motion_check_testing.json").read_text())["rows"]
 
-    _, model, _ = load_run_model(run)
+    _, model, _, _ = load_run_model(run)
     dataset = CubeDataset(cube_dir(cfg, "testing"), max_cubes=40)
     frames = torch.stack([dataset[i]["frames"] for i in range(len(dataset))])
     flows = torch.stack([dataset[i]["flows"] for i in range(len(dataset))])
@@ -50,6 +56,20 @@ def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     assert rows["copy of x4"]["mean"] == pytest.approx(float(copy.mean()), rel=1e-5)
     # the fake objects are bars moving by their flow: warping x4 by it must beat copying x4
     assert rows["x4 moved by the true last flow"]["mean"] < 0.5 * rows["copy of x4"]["mean"]
+
+
+def test_report_shows_only_a_motion_check_of_the_scored_checkpoint(tmp_path):
+    rows = {"prediction (as trained)": {"mean": 9.634, "median": 7.891}}
+    identity = {"module": "hf2vad", "epoch": 4, "step": 500, "saved_at": "2026-11-29T15:56"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"checkpoint": identity}))
+    doc = {"run": "runs/x", "checkpoint": identity, "split": "testing", "num_cubes": 256}
+    (tmp_path / "motion_check_testing.json").write_text(json.dumps({**doc, "rows": rows}))
+    lines = motion_check_section(tmp_path)
+    assert "--run runs/x --split testing --num-cubes 256" in lines[3]
+    assert lines[-1] == "| prediction (as trained) | 9.63 | 7.89 |"
+    doc["checkpoint"] = dict(identity, epoch=5)  # retrained since the check
+    (tmp_path / "motion_check_testing.json").write_text(json.dumps({**doc, "rows": rows}))
+    assert motion_check_section(tmp_path) == []
 
 
 def test_motion_check_needs_a_cvae_with_flows(tmp_path, one_thread):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import CubeDataset, cube_dir
+from datasets import CubeDataset, cube_dir, open_cubes
 from datasets.frames import list_videos
 from datasets.labels import load_labels
 from pre_process.boxes import BoxExtractor, ForegroundBoxes, merge_close, remove_covered
@@ -22,7 +22,7 @@ from pre_process.flow import (
     write_video_flows,
 )
 from pre_process.run import run_preprocess
-from utils.checkpoint import fingerprints
+from utils.checkpoint import CheckpointError, fingerprints
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -403,6 +403,10 @@ def test_run_preprocess_synthetic_caches_and_resumes(tmp_path):
     assert all(v.shape == (10,) for v in labels.values())
     assert (tmp_path / "cache" / "config.yaml").is_file()
     assert (tmp_path / "cache" / "preprocess_summary.json").is_file()
+    assert len(open_cubes(cfg, "testing")) == test["cubes"]
+    other = tiny_synthetic(tmp_path, "preprocess.flow.units_size=[96, 128]")
+    with pytest.raises(CheckpointError, match=r"preprocess\.flow\.units_size: None there"):
+        open_cubes(other, "testing")  # cubes of other settings are never read silently
 
     again = run_preprocess(cfg)  # everything is up to date
     for split in ("training", "testing"):

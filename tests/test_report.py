@@ -2,7 +2,7 @@
 
 import json
 
-from utils.report import gather, motion_check_section
+from utils.report import gather
 
 
 def write_metrics(folder, scores: dict, main: str) -> None:
@@ -38,16 +38,6 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| sampled z, 2 seed(s) (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
     assert "| CPU schedule, flow in Ped2's own pixels | 99.50 | 98.10 | 93.00 |" in text
     assert "| flow in the authors' units (1024x768 pixels, SPEC 2.2) | not run yet |" in text
-
-
-def test_motion_check_section_shows_each_check(tmp_path):
-    assert motion_check_section(tmp_path) == []
-    rows = {"prediction (as trained)": {"mean": 9.634, "median": 7.891}}
-    doc = {"run": "runs/x", "split": "testing", "num_cubes": 256, "rows": rows}
-    (tmp_path / "motion_check_testing.json").write_text(json.dumps(doc))
-    lines = motion_check_section(tmp_path)
-    assert "--run runs/x --split testing --num-cubes 256" in lines[3]
-    assert lines[-1] == "| prediction (as trained) | 9.63 | 7.89 |"
 
 
 def test_hardest_frames_ranks_normal_high_and_abnormal_low():

@@ -83,13 +83,31 @@ def fingerprint_sections(cfg, module: str = "hf2vad") -> dict[str, dict]:
         model = {"memae": model["memae"]}
     else:
         model = {k: v for k, v in model.items() if k not in MODEL_KEYS_IGNORED}
+    return {"model": model, "data": data_section(cfg)}
+
+
+def data_section(cfg) -> dict:
+    """The data and pre-processing settings that cubes, and what is trained on them, depend on
+    (`cfg`: a config, or a dict with its "data" and "preprocess" sections)."""
     data = {k: v for k, v in _plain(cfg["data"]).items() if k in DATA_KEYS_HASHED}
     preprocess = _plain(cfg["preprocess"])
     preprocess = {k: v for k, v in preprocess.items() if k not in PREPROCESS_KEYS_IGNORED}
     cubes = {k: v for k, v in preprocess["cubes"].items() if k != "chunk_size"}
     flow = hashed_settings(preprocess["flow"], "preprocess.flow")
-    preprocess = dict(preprocess, cubes=cubes, flow=flow)
-    return {"model": model, "data": {"data": data, "preprocess": preprocess}}
+    return {"data": data, "preprocess": dict(preprocess, cubes=cubes, flow=flow)}
+
+
+def check_data_settings(made_with: dict, cfg, what: str) -> None:
+    """Raise CheckpointError naming the keys when `what` was made with other data settings
+    (`made_with`: a dict with "data" and "preprocess" sections) than `cfg`."""
+    details = _diff(data_section(made_with), data_section(cfg))
+    if details:
+        raise CheckpointError(
+            f"{what} was made with other data settings than the current config: "
+            + "; ".join(details[:8])
+            + ". Pre-process again (python -m pre_process.run --cfg <config>), or give this "
+            "config a data.cache_dir of its own."
+        )
 
 
 def _hash(value: Any) -> str:

@@ -7,8 +7,9 @@ Every row is the S_p of SPEC 6 (squared error summed over 3 x 32 x 32) against t
 mean and median over the cubes: the prediction as trained; with zero flows; with the flows of
 another cube; without frame history (x1..x3 replaced by x4); then copying x4, and x4 moved by the
 true last flow (bilinear backward warp, the flow converted to crop pixels). A CVAE that uses
-motion gets much worse without its flows; one that ignores them does not. Float32, test mode
-(posterior mean). Prints a table; writes JSON to <run>/eval/motion_check_<split>.json.
+motion gets much worse without its flows; one that ignores them does not. Float32, latents at the
+posterior mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can
+tell a stale check) to <run>/eval/motion_check_<split>.json.
 """
 
 from __future__ import annotations
@@ -19,21 +20,33 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datasets import CubeDataset, cube_dir
+from datasets import CubeDataset, open_cubes
 from models import build_model
-from utils.checkpoint import load_checkpoint, restore_model
+from utils.checkpoint import checkpoint_identity, load_checkpoint, restore_model
 from utils.config import load_config
 from utils.detector import run_config_path
 from utils.io import write_json
 from utils.object_errors import eval_checkpoint_path
 
 
-def crop_flow(flows: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Flow [B, 2, S, S] in image pixels -> pixels of the S x S crop of boxes [B, 4] (x1, y1,
-    x2, y2): x scaled by S / box width, y by S / box height."""
+def crop_flow(
+    flows: torch.Tensor, boxes: torch.Tensor, units_scale: tuple[float, float] = (1.0, 1.0)
+) -> torch.Tensor:
+    """Flow [B, 2, S, S] of the S x S crops of boxes [B, 4] (x1, y1, x2, y2; image pixels) ->
+    flow in crop pixels: x scaled by S / box width, y by S / box height. units_scale: the (x, y)
+    factors of preprocess.flow.units_size that the stored values carry (divided out first)."""
     size = flows.shape[-1]
     scale = size / (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6)  # [B, 2] = (sx, sy)
+    scale = scale / torch.tensor(units_scale, dtype=scale.dtype)
     return flows * scale[:, :, None, None]
+
+
+def units_scale(cfg, frame_size: tuple[int, int]) -> tuple[float, float]:
+    """The (x, y) factors by which preprocess.flow.units_size multiplied flows of frame_size."""
+    units = cfg.preprocess.flow.units_size
+    if units is None:
+        return (1.0, 1.0)
+    return (units[1] / frame_size[1], units[0] / frame_size[0])
 
 
 def warp_by_flow(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -50,29 +63,31 @@ def warp_by_flow(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def candidate_frames(model, frames, flows, boxes) -> dict[str, torch.Tensor]:
+def candidate_frames(model, frames, flows, boxes, scale=(1.0, 1.0)) -> dict[str, torch.Tensor]:
     """name -> predicted or reference x5 [B, 3, S, S] for frames [B, 5, 3, S, S], flows
-    [B, 4, 2, S, S] and boxes [B, 4]."""
-    out = model(frames, flows)
-    motion = model.cvae_motion(flows, out["flow_recon"])
+    [B, 4, 2, S, S], boxes [B, 4] and the flows' units_scale. "Another cube" is the one half a
+    batch away (evenly spaced cubes: usually another video)."""
+    flow_recon = None if model.memae is None else model(frames, flows)["flow_recon"]
+    motion = model.cvae_motion(flows, flow_recon)
     inputs, last = frames[:, :-1], frames[:, -2]
 
     def predict(frame_inputs, motion_inputs):
         return model.cvae(frame_inputs, motion_inputs, sample_latent=False)["frame_pred"]
 
+    true_motion = crop_flow(flows[:, -1], boxes, scale)
     return {
-        "prediction (as trained)": out["frame_pred"],
+        "prediction (as trained)": predict(inputs, motion),
         "prediction, zero flows": predict(inputs, torch.zeros_like(motion)),
-        "prediction, flows of another cube": predict(inputs, motion.roll(1, dims=0)),
+        "prediction, flows of another cube": predict(inputs, motion.roll(len(motion) // 2, 0)),
         "prediction, no frame history (x1..x3 := x4)": predict(
             last[:, None].expand_as(inputs), motion
         ),
         "copy of x4": last,
-        "x4 moved by the true last flow": warp_by_flow(last, crop_flow(flows[:, -1], boxes)),
+        "x4 moved by the true last flow": warp_by_flow(last, true_motion),
     }
 
 
-def motion_check(model, dataset: CubeDataset, batch_size: int = 64) -> dict[str, dict]:
+def motion_check(model, dataset: CubeDataset, scale=(1.0, 1.0), batch_size=64) -> dict[str, dict]:
     """name -> {mean, median} of S_p over the dataset's cubes (see candidate_frames)."""
     errors: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(dataset), batch_size):
@@ -81,7 +96,7 @@ def motion_check(model, dataset: CubeDataset, batch_size: int = 64) -> dict[str,
         flows = torch.stack([item["flows"] for item in items])
         boxes = torch.from_numpy(dataset.boxes[start : start + len(items)]).float()
         target = frames[:, -1]
-        for name, frame in candidate_frames(model, frames, flows, boxes).items():
+        for name, frame in candidate_frames(model, frames, flows, boxes, scale).items():
             errors.setdefault(name, []).append((frame - target).pow(2).flatten(1).sum(dim=1))
     return {
         name: {"mean": float(torch.cat(e).mean()), "median": float(torch.cat(e).median())}
@@ -90,7 +105,7 @@ def motion_check(model, dataset: CubeDataset, batch_size: int = 64) -> dict[str,
 
 
 def load_run_model(run_dir: Path):
-    """(config, float32 model in test mode, checkpoint path) of a trained run."""
+    """(config, float32 model in test mode, checkpoint path, checkpoint identity) of a run."""
     cfg = load_config(run_config_path(run_dir))
     cfg.run_dir = str(run_dir)
     if cfg.model.type not in ("hybrid", "cvae"):
@@ -99,9 +114,10 @@ def load_run_model(run_dir: Path):
             "takes flows (hybrid or cvae)"
         )
     ckpt_path = eval_checkpoint_path(cfg)
+    ckpt = load_checkpoint(ckpt_path, cfg)
     model = build_model(cfg.model)
-    restore_model(model, load_checkpoint(ckpt_path, cfg), ckpt_path)
-    return cfg, model.eval(), ckpt_path
+    restore_model(model, ckpt, ckpt_path)
+    return cfg, model.eval(), ckpt_path, checkpoint_identity(ckpt)
 
 
 def main(argv=None) -> None:
@@ -110,17 +126,17 @@ def main(argv=None) -> None:
     parser.add_argument("--split", default=None, help="cube split (default: the test split)")
     parser.add_argument("--num-cubes", type=int, default=256, help="evenly spaced cubes")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    cfg, model, ckpt_path = load_run_model(args.run)
+    cfg, model, ckpt_path, identity = load_run_model(args.run)
     split = args.split or cfg.data.test_split
-    dataset = CubeDataset(cube_dir(cfg, split), max_cubes=args.num_cubes)
-    rows = motion_check(model, dataset)
+    dataset = open_cubes(cfg, split, max_cubes=args.num_cubes)
+    rows = motion_check(model, dataset, units_scale(cfg, dataset.manifest["frame_size"]))
     print(f"{args.run} ({ckpt_path}), {len(dataset)} {split} cubes; S_p against x5:\n")
     print("| x5 estimate | mean S_p | median S_p |\n|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['mean']:.2f} | {row['median']:.2f} |")
     out = args.run / "eval" / f"motion_check_{split.replace('/', '_')}.json"
-    doc = {"run": str(args.run), "checkpoint": str(ckpt_path), "split": split}
+    doc = {"run": str(args.run), "checkpoint": {"path": str(ckpt_path), **identity}}
+    doc["split"] = split
     write_json(out, {**doc, "num_cubes": len(dataset), "rows": rows})
     print(f"\nwritten to {out}")
 

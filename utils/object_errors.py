@@ -14,8 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from datasets import CubeDataset
-from datasets.cubes import cube_dir
+from datasets import open_cubes
 from models import ScoringModel, object_scores, scoring_model
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.io import read_json, write_json, write_npz
@@ -132,7 +131,7 @@ OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
 def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple[dict, dict]:
     """Score every training cube once; cache the statistics (JSON) and, for thresholds at a
     false-alarm rate, the per-object errors (<ckpt>.train_object_scores.npz)."""
-    dataset = CubeDataset(cube_dir(cfg, cfg.data.train_split))
+    dataset = open_cubes(cfg, cfg.data.train_split)
     tic = time.time()
     seed_everything(cfg.seed)
     s_r, s_p = collect_object_scores(

@@ -137,7 +137,8 @@ def _config_summary(cfg: dict) -> list[str]:
     )
     rows.append(
         f"- precision: train bf16_cpu {cfg['train']['bf16_cpu']}, eval bf16_cpu "
-        f"{cfg['eval'].get('bf16_cpu', False)}; flow {cfg['preprocess']['flow']['method']}; "
+        f"{cfg['eval'].get('bf16_cpu', False)}; flow {cfg['preprocess']['flow']['method']} "
+        f"(units {cfg['preprocess']['flow'].get('units_size') or 'frame pixels'}); "
         f"boxes merge {cfg['preprocess']['boxes']['merge']}"
     )
     return rows
@@ -257,11 +258,19 @@ def build_report(run_dir: Path, cfg: dict, scores_doc: dict, notes: str = "") ->
     return "\n".join(lines) + "\n"
 
 
+def current_motion_checks(eval_dir: Path) -> list[tuple[Path, dict]]:
+    """(path, document) of each `python -m utils.motion_check` output in eval_dir made with the
+    checkpoint that metrics.json was scored with."""
+    scored = read_json(eval_dir / "metrics.json")["checkpoint"]
+    checks = [(path, read_json(path)) for path in sorted(eval_dir.glob("motion_check_*.json"))]
+    keys = ("module", "epoch", "step", "saved_at")
+    return [(p, d) for p, d in checks if all(d["checkpoint"].get(k) == scored[k] for k in keys)]
+
+
 def motion_check_section(eval_dir: Path) -> list[str]:
-    """The tables of `python -m utils.motion_check` when it was run on this run."""
+    """The tables of `python -m utils.motion_check` when it was run on this run's checkpoint."""
     lines = []
-    for path in sorted(eval_dir.glob("motion_check_*.json")):
-        doc = read_json(path)
+    for path, doc in current_motion_checks(eval_dir):
         lines += [
             "",
             f"## Does the CVAE use its flows? ({doc['num_cubes']} {doc['split']} cubes)",
@@ -283,7 +292,7 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
     for name in EVAL_FILES:
         if (eval_dir / name).is_file():
             shutil.copy2(eval_dir / name, out_dir / name)
-    for path in eval_dir.glob("motion_check_*.json"):
+    for path, _ in current_motion_checks(eval_dir):
         shutil.copy2(path, out_dir / path.name)
     if (eval_dir / "curves").is_dir():
         shutil.copytree(eval_dir / "curves", out_dir / "curves", dirs_exist_ok=True)
@@ -364,7 +373,7 @@ def _ped2_tables(root: Path) -> list[str]:
 
 
 def _variants(root: Path) -> list[str]:
-    """Fused, S_r and S_p micro AUROC of the hybrid variants that are not paper rows."""
+    """Fused, S_r and S_p micro AUROC of our hybrid variants beside the CPU schedule."""
     lines = [
         "",
         "## Beyond the paper (Ped2, hybrid): micro AUROC %",
