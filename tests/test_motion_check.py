@@ -12,7 +12,7 @@ from models.losses import object_scores
 from train import train_stage
 from utils.config import load_config
 from utils.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
-from utils.report import motion_check_section
+from utils.report import current_motion_checks, motion_check_section
 
 
 def test_crop_flow_scales_by_the_crop_resize_and_the_flow_units():
@@ -64,12 +64,12 @@ def test_report_shows_only_a_motion_check_of_the_scored_checkpoint(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"checkpoint": identity}))
     doc = {"run": "runs/x", "checkpoint": identity, "split": "testing", "num_cubes": 256}
     (tmp_path / "motion_check_testing.json").write_text(json.dumps({**doc, "rows": rows}))
-    lines = motion_check_section(tmp_path)
+    lines = motion_check_section(current_motion_checks(tmp_path))
     assert "--run runs/x --split testing --num-cubes 256" in lines[3]
     assert lines[-1] == "| prediction (as trained) | 9.63 | 7.89 |"
     doc["checkpoint"] = dict(identity, epoch=5)  # retrained since the check
     (tmp_path / "motion_check_testing.json").write_text(json.dumps({**doc, "rows": rows}))
-    assert motion_check_section(tmp_path) == []
+    assert motion_check_section(current_motion_checks(tmp_path)) == []
 
 
 def test_motion_check_needs_a_cvae_with_flows(tmp_path, one_thread):

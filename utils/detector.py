@@ -79,16 +79,15 @@ def run_config_path(run_dir: Path) -> Path:
     )
 
 
-def load_detector(run_dir: str | Path, overrides: Iterable[str] = (), device: str | None = None):
-    """The run's model, statistics and pre-processing tools. `overrides` are dotted key=value
-    settings on top of the saved config (eval.* for instance; settings the checkpoint depends
-    on are checked against it)."""
+def load_run(run_dir: str | Path, overrides: Iterable[str] = (), device: str | None = None):
+    """(config, trained model, checkpoint, checkpoint path) of a run directory; `overrides` are
+    dotted key=value settings on top of the saved config (settings the checkpoint depends on
+    are checked against it)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_config_path(run_dir), overrides)
     cfg.run_dir = str(run_dir)  # the folder may have moved since training
     if device is not None:
         cfg.device = device
-    device = resolve_device(cfg.device)
     ckpt_path = eval_checkpoint_path(cfg)
     if not ckpt_path.is_file():
         raise DetectError(
@@ -96,9 +95,17 @@ def load_detector(run_dir: str | Path, overrides: Iterable[str] = (), device: st
             f"(eval.checkpoint={cfg.eval.checkpoint}; finish training with "
             f"python run_pipeline.py --cfg {run_config_path(run_dir)})"
         )
-    ckpt = load_checkpoint(ckpt_path, cfg, map_location=device)
+    ckpt = load_checkpoint(ckpt_path, cfg, map_location=resolve_device(cfg.device))
     model = build_model(cfg.model)
     restore_model(model, ckpt, ckpt_path)
+    return cfg, model, ckpt, ckpt_path
+
+
+def load_detector(run_dir: str | Path, overrides: Iterable[str] = (), device: str | None = None):
+    """The run's model, statistics and pre-processing tools (see load_run for `overrides`;
+    eval.* settings for instance)."""
+    cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device)
+    device = resolve_device(cfg.device)
     model = prepare_scoring_model(cfg, model, device)
     stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
     boxes = BoxExtractor(cfg.preprocess.boxes, device)

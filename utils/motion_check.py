@@ -21,12 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
-from models import build_model
-from utils.checkpoint import checkpoint_identity, load_checkpoint, restore_model
-from utils.config import load_config
-from utils.detector import run_config_path
+from utils.checkpoint import checkpoint_identity
+from utils.detector import load_run
 from utils.io import write_json
-from utils.object_errors import eval_checkpoint_path
 
 
 def crop_flow(
@@ -105,18 +102,13 @@ def motion_check(model, dataset: CubeDataset, scale=(1.0, 1.0), batch_size=64) -
 
 
 def load_run_model(run_dir: Path):
-    """(config, float32 model in test mode, checkpoint path, checkpoint identity) of a run."""
-    cfg = load_config(run_config_path(run_dir))
-    cfg.run_dir = str(run_dir)
+    """(config, float32 model in test mode on the CPU, checkpoint path, checkpoint identity)."""
+    cfg, model, ckpt, ckpt_path = load_run(run_dir, device="cpu")
     if cfg.model.type not in ("hybrid", "cvae"):
         raise SystemExit(
             f"{run_dir}: model.type is {cfg.model.type!r}; the motion check needs a CVAE that "
             "takes flows (hybrid or cvae)"
         )
-    ckpt_path = eval_checkpoint_path(cfg)
-    ckpt = load_checkpoint(ckpt_path, cfg)
-    model = build_model(cfg.model)
-    restore_model(model, ckpt, ckpt_path)
     return cfg, model.eval(), ckpt_path, checkpoint_identity(ckpt)
 
 

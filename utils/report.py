@@ -210,8 +210,11 @@ def plot_hardest_frames(scores_doc: dict, cfg, path: Path, count: int = 2) -> No
     plot_frames_with_boxes(panels, path)
 
 
-def build_report(run_dir: Path, cfg: dict, scores_doc: dict, notes: str = "") -> str:
-    """report.md of a run from its eval outputs (`cfg`: the resolved config eval saved)."""
+def build_report(
+    run_dir: Path, cfg: dict, scores_doc: dict, motion_checks: list, notes: str = ""
+) -> str:
+    """report.md of a run from its eval outputs (`cfg`: the resolved config eval saved;
+    `motion_checks`: current_motion_checks of its eval folder)."""
     metrics = read_json(run_dir / "eval" / "metrics.json")
     times_path = run_dir / "pipeline_times.json"
     history = read_json(times_path) if times_path.is_file() else []
@@ -252,7 +255,7 @@ def build_report(run_dir: Path, cfg: dict, scores_doc: dict, notes: str = "") ->
         "`hardest_frames.png`: the two highest-scoring normal and two lowest-scoring abnormal "
         "frames with every object's score (red: above the lowest abnormal frame's score).",
     ]
-    lines += motion_check_section(run_dir / "eval")
+    lines += motion_check_section(motion_checks)
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
@@ -267,10 +270,10 @@ def current_motion_checks(eval_dir: Path) -> list[tuple[Path, dict]]:
     return [(p, d) for p, d in checks if all(d["checkpoint"].get(k) == scored[k] for k in keys)]
 
 
-def motion_check_section(eval_dir: Path) -> list[str]:
-    """The tables of `python -m utils.motion_check` when it was run on this run's checkpoint."""
+def motion_check_section(motion_checks: list[tuple[Path, dict]]) -> list[str]:
+    """The tables of the current_motion_checks of a run."""
     lines = []
-    for path, doc in current_motion_checks(eval_dir):
+    for path, doc in motion_checks:
         lines += [
             "",
             f"## Does the CVAE use its flows? ({doc['num_cubes']} {doc['split']} cubes)",
@@ -292,7 +295,8 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
     for name in EVAL_FILES:
         if (eval_dir / name).is_file():
             shutil.copy2(eval_dir / name, out_dir / name)
-    for path, _ in current_motion_checks(eval_dir):
+    motion_checks = current_motion_checks(eval_dir)
+    for path, _ in motion_checks:
         shutil.copy2(path, out_dir / path.name)
     if (eval_dir / "curves").is_dir():
         shutil.copytree(eval_dir / "curves", out_dir / "curves", dirs_exist_ok=True)
@@ -302,7 +306,7 @@ def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
     cfg = yaml.safe_load((eval_dir / "config.yaml").read_text())
     plot_hardest_frames(scores_doc, cfg, out_dir / "hardest_frames.png")
     report = out_dir / "report.md"
-    atomic_write_text(report, build_report(run_dir, cfg, scores_doc, notes))
+    atomic_write_text(report, build_report(run_dir, cfg, scores_doc, motion_checks, notes))
     return report
 
 
@@ -382,12 +386,14 @@ def _variants(root: Path) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for label, folder in VARIANTS:
-        if _main_score(root / folder) is None:
+        path = root / folder / "metrics.json"
+        if not path.is_file():
             lines.append(f"| {label} | not run yet | | | `{folder}` |")
             continue
+        scores = read_json(path)["scores"]
         cells = [
-            _fmt(_main_score(root / folder, score)["micro_auroc"])
-            for score in ("fused", "flow_reconstruction", "frame_prediction")
+            _fmt(scores[name]["micro_auroc"])
+            for name in ("fused", "flow_reconstruction", "frame_prediction")
         ]
         lines.append(f"| {label} | {' | '.join(cells)} | [`{folder}`]({folder}/report.md) |")
     return lines
