@@ -38,12 +38,18 @@ def test_warp_moves_the_image_along_the_flow():
 
 def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     # the hand-made cubes hold flow in frame pixels
-    overrides = ["model.type=cvae", "preprocess.flow.units_size=null"]
+    overrides = ["model.type=cvae", "preprocess.flow.units_size=null", "train.keep_epochs=true"]
     cfg = load_config(Path("cfgs/ped2.yaml"), tiny_overrides(tmp_path) + overrides)
     train_stage(cfg, 2)
     run = tmp_path / "run"
     main(["--run", str(run), "--num-cubes", "40"])
-    rows = json.loads((run / "eval" / "motion_check_testing.json").read_text())["rows"]
+    check = json.loads((run / "eval" / "motion_check_testing.json").read_text())
+    rows = check["rows"]
+    main(["--run", str(run), "--num-cubes", "40", "--all-epochs"])
+    epochs = json.loads((run / "eval" / "motion_epochs_testing.json").read_text())["epochs"]
+    assert [doc["checkpoint"]["epoch"] for doc in epochs] == [1, 2]
+    best = [doc for doc in epochs if doc["checkpoint"]["epoch"] == check["checkpoint"]["epoch"]]
+    assert best[0]["rows"] == rows  # epoch_NNN.pth of the best epoch holds best.pth's weights
 
     _, model, _, _ = load_run_model(run)
     dataset = CubeDataset(cube_dir(cfg, "testing"), max_cubes=40)

@@ -2,6 +2,7 @@
 one input taken away, beside two model-free references.
 
     python -m utils.motion_check --run runs/ped2_cpu [--split testing] [--num-cubes 256]
+                                 [--all-epochs]
 
 Every row is the S_p of SPEC 6 (squared error summed over 3 x 32 x 32) against the target x5,
 mean and median over the cubes: the prediction as trained; with zero flows; with the flows of
@@ -9,7 +10,9 @@ another cube; without frame history (x1..x3 replaced by x4); then copying x4, an
 true last flow (bilinear backward warp, the flow converted to crop pixels). A CVAE that uses
 motion gets much worse without its flows; one that ignores them does not. Float32, latents at the
 posterior mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can
-tell a stale check) to <run>/eval/motion_check_<split>.json.
+tell a stale check) to <run>/eval/motion_check_<split>.json. --all-epochs checks every
+epoch_NNN.pth of the final stage (train.keep_epochs) instead: does the use of flows grow with
+training? It writes <run>/eval/motion_epochs_<split>.json.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
-from utils.checkpoint import checkpoint_identity
-from utils.detector import load_run
+from utils.checkpoint import checkpoint_identity, stage_dir
+from utils.config import load_config
+from utils.detector import load_run, run_config_path
 from utils.io import write_json
+from utils.object_errors import stages_for
 
 
 def crop_flow(
@@ -101,9 +106,11 @@ def motion_check(model, dataset: CubeDataset, scale=(1.0, 1.0), batch_size=64) -
     }
 
 
-def load_run_model(run_dir: Path):
-    """(config, float32 model in test mode on the CPU, checkpoint path, checkpoint identity)."""
-    cfg, model, ckpt, ckpt_path = load_run(run_dir, device="cpu")
+def load_run_model(run_dir: Path, checkpoint: Path | None = None):
+    """(config, float32 model in test mode on the CPU, checkpoint path, checkpoint identity);
+    the run's evaluated checkpoint unless `checkpoint` names one."""
+    overrides = [] if checkpoint is None else [f"eval.checkpoint={checkpoint}"]
+    cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device="cpu")
     if cfg.model.type not in ("hybrid", "cvae"):
         raise SystemExit(
             f"{run_dir}: model.type is {cfg.model.type!r}; the motion check needs a CVAE that "
@@ -112,24 +119,63 @@ def load_run_model(run_dir: Path):
     return cfg, model.eval(), ckpt_path, checkpoint_identity(ckpt)
 
 
+def check_run(run_dir: Path, split: str | None, num_cubes: int, checkpoint=None) -> dict:
+    """The motion check of one checkpoint of a run, as the JSON document it is written as."""
+    cfg, model, ckpt_path, identity = load_run_model(run_dir, checkpoint)
+    split = split or cfg.data.test_split
+    dataset = open_cubes(cfg, split, max_cubes=num_cubes)
+    rows = motion_check(model, dataset, units_scale(cfg, dataset.manifest["frame_size"]))
+    doc = {"run": str(run_dir), "checkpoint": {"path": str(ckpt_path), **identity}}
+    return {**doc, "split": split, "num_cubes": len(dataset), "rows": rows}
+
+
+def kept_epochs(run_dir: Path) -> list[Path]:
+    """The epoch_NNN.pth of the run's final stage, in order (needs train.keep_epochs)."""
+    cfg = load_config(run_config_path(run_dir))
+    cfg.run_dir = str(run_dir)
+    folder = stage_dir(cfg, stages_for(cfg)[-1])
+    paths = sorted(folder.glob("epoch_*.pth"))
+    if not paths:
+        raise SystemExit(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
+    return paths
+
+
+def check_epochs(run_dir: Path, split: str | None, num_cubes: int) -> Path:
+    """Motion check of every kept epoch; prints one row per epoch and writes the documents."""
+    docs = [check_run(run_dir, split, num_cubes, path) for path in kept_epochs(run_dir)]
+    names = [name for name in docs[0]["rows"] if name.startswith("prediction")]
+    print(f"{run_dir}, {docs[0]['num_cubes']} {docs[0]['split']} cubes; mean S_p against x5:\n")
+    print("| epoch | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|")
+    for doc in docs:
+        means = " | ".join(f"{doc['rows'][name]['mean']:.2f}" for name in names)
+        print(f"| {doc['checkpoint']['epoch']} | {means} |")
+    out = run_dir / "eval" / f"motion_epochs_{docs[0]['split'].replace('/', '_')}.json"
+    write_json(out, {"run": str(run_dir), "epochs": docs})
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
     parser.add_argument("--split", default=None, help="cube split (default: the test split)")
     parser.add_argument("--num-cubes", type=int, default=256, help="evenly spaced cubes")
+    parser.add_argument(
+        "--all-epochs", action="store_true", help="every epoch_NNN.pth (train.keep_epochs)"
+    )
     args = parser.parse_args(argv)
-    cfg, model, ckpt_path, identity = load_run_model(args.run)
-    split = args.split or cfg.data.test_split
-    dataset = open_cubes(cfg, split, max_cubes=args.num_cubes)
-    rows = motion_check(model, dataset, units_scale(cfg, dataset.manifest["frame_size"]))
-    print(f"{args.run} ({ckpt_path}), {len(dataset)} {split} cubes; S_p against x5:\n")
+    if args.all_epochs:
+        print(f"\nwritten to {check_epochs(args.run, args.split, args.num_cubes)}")
+        return
+    doc = check_run(args.run, args.split, args.num_cubes)
+    print(
+        f"{args.run} ({doc['checkpoint']['path']}), {doc['num_cubes']} {doc['split']} cubes; "
+        "S_p against x5:\n"
+    )
     print("| x5 estimate | mean S_p | median S_p |\n|---|---|---|")
-    for name, row in rows.items():
+    for name, row in doc["rows"].items():
         print(f"| {name} | {row['mean']:.2f} | {row['median']:.2f} |")
-    out = args.run / "eval" / f"motion_check_{split.replace('/', '_')}.json"
-    doc = {"run": str(args.run), "checkpoint": {"path": str(ckpt_path), **identity}}
-    doc["split"] = split
-    write_json(out, {**doc, "num_cubes": len(dataset), "rows": rows})
+    out = args.run / "eval" / f"motion_check_{doc['split'].replace('/', '_')}.json"
+    write_json(out, doc)
     print(f"\nwritten to {out}")
 
 
