@@ -7,7 +7,12 @@ set -euo pipefail
 
 ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
      ped2_cpu_stochastic ped2_cpu_hybrid_memae2 ped2_cpu_hybrid_memae_plain
-     ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3 ped2_cpu_flow_units)
+     ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3 ped2_cpu_flow_units
+     ped2_cpu_cvae_long)
+
+setting() {  # setting NAME KEY: the value of a dotted config key of cfgs/NAME.yaml
+    python -c "from utils.config import load_config; print(load_config('cfgs/$1.yaml').$2)"
+}
 
 run_one() {
     local name=$1
@@ -19,6 +24,12 @@ run_one() {
         return
     fi
     python run_pipeline.py --cfg cfgs/$name.yaml
+    if [[ $(setting "$name" model.type) =~ ^(hybrid|cvae)$ ]]; then  # does the CVAE use flows?
+        python -m utils.motion_check --run runs/$name
+        if [[ $(setting "$name" train.keep_epochs) == True ]]; then
+            python -m utils.motion_check --run runs/$name --all-epochs
+        fi
+    fi
     local notes=()
     [[ -f results/$name/notes.md ]] && notes=(--notes results/$name/notes.md)
     python -m utils.report --run runs/$name --out results/$name "${notes[@]}"

@@ -50,6 +50,13 @@ def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     assert [doc["checkpoint"]["epoch"] for doc in epochs] == [1, 2]
     best = [doc for doc in epochs if doc["checkpoint"]["epoch"] == check["checkpoint"]["epoch"]]
     assert best[0]["rows"] == rows  # epoch_NNN.pth of the best epoch holds best.pth's weights
+    assert best[0]["checkpoint"]["saved_at"] == check["checkpoint"]["saved_at"]
+    (run / "eval" / "metrics.json").write_text(json.dumps({"checkpoint": check["checkpoint"]}))
+    current = [path.name for path, _ in current_motion_checks(run / "eval")]
+    assert current == ["motion_check_testing.json", "motion_epochs_testing.json"]
+    table = motion_check_section(current_motion_checks(run / "eval"))
+    assert table[-4].startswith("| 1 | ") and table[-3].startswith("| 2 | ")
+    assert table[-1].startswith("References: copy of x4 ")
 
     _, model, _, _ = load_run_model(run)
     dataset = CubeDataset(cube_dir(cfg, "testing"), max_cubes=40)

@@ -29,6 +29,9 @@ def test_gather_places_each_result_in_its_row(tmp_path):
             tmp_path / "ped2_cpu_stochastic" / f"seed{seed}", {"fused": (micro, 0)}, "fused"
         )
     (tmp_path / "notes.md").write_text("## Reading\nby hand\n")
+    check = {"prediction (as trained)": 9.7, "prediction, zero flows": 12.4, "copy of x4": 16.8}
+    check = {"rows": {k: {"mean": v, "median": v} for k, v in check.items()}}
+    (tmp_path / "ped2_cpu_cvae" / "motion_check_testing.json").write_text(json.dumps(check))
     text = gather(tmp_path).read_text()
     assert text.rstrip().endswith("## Reading\nby hand")
     assert "| HF2-VAD | 99.30 | 99.50 | 99.90 |" in text
@@ -38,6 +41,9 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| sampled z, 2 seed(s) (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
     assert "| CPU schedule, flow in Ped2's own pixels | 99.50 | 98.10 | 93.00 |" in text
     assert "| flow in the authors' units (1024x768 pixels, SPEC 2.2) | not run yet |" in text
+    assert "| run | S_p micro AUROC % | as trained | zero flows |" in text
+    assert "| [`ped2_cpu_cvae`](ped2_cpu_cvae/report.md) | 91.25 | 9.70 | 12.40 |" in text
+    assert "References (no model): copy of x4 16.80." in text
 
 
 def test_hardest_frames_ranks_normal_high_and_abnormal_low():

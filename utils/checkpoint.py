@@ -155,7 +155,8 @@ def eval_dir(cfg) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict, cfg, module: str) -> None:
-    """Write `state` (model, optimizer, ... as plain values) plus config and fingerprints."""
+    """Write `state` (model, optimizer, ... as plain values) plus config and fingerprints;
+    saved_at is the state's own when it has one (copies of one epoch share their identity)."""
     config = _plain(cfg)
     payload = dict(
         state,
@@ -163,7 +164,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict, cfg, module: str) -> N
         module=module,
         config=config,
         fingerprints=fingerprints(cfg, module),
-        saved_at=datetime.now(UTC).isoformat(),
+        saved_at=state.get("saved_at") or datetime.now(UTC).isoformat(),
     )
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

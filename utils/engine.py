@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import torch
@@ -344,6 +344,7 @@ def _save_epoch(stage, cfg, epoch, step, means, best_loss, optimizer, scheduler,
         "epoch_loss": loss,
         "loss_terms": means,
         "best_loss": best_loss,
+        "saved_at": datetime.now(UTC).isoformat(),
     }
     if improved:
         save_checkpoint(stage.out_dir / "best.pth", state, cfg, stage.kind)

@@ -29,6 +29,7 @@ from utils.config import load_config
 from utils.detector import load_run, run_config_path
 from utils.io import write_json
 from utils.object_errors import stages_for
+from utils.report import motion_epochs_table
 
 
 def crop_flow(
@@ -140,18 +141,13 @@ def kept_epochs(run_dir: Path) -> list[Path]:
     return paths
 
 
-def check_epochs(run_dir: Path, split: str | None, num_cubes: int) -> Path:
-    """Motion check of every kept epoch; prints one row per epoch and writes the documents."""
+def check_epochs(run_dir: Path, split: str | None, num_cubes: int) -> tuple[Path, dict]:
+    """Motion check of every kept epoch; writes the documents and returns (path, document)."""
     docs = [check_run(run_dir, split, num_cubes, path) for path in kept_epochs(run_dir)]
-    names = [name for name in docs[0]["rows"] if name.startswith("prediction")]
-    print(f"{run_dir}, {docs[0]['num_cubes']} {docs[0]['split']} cubes; mean S_p against x5:\n")
-    print("| epoch | " + " | ".join(names) + " |\n" + "|---" * (len(names) + 1) + "|")
-    for doc in docs:
-        means = " | ".join(f"{doc['rows'][name]['mean']:.2f}" for name in names)
-        print(f"| {doc['checkpoint']['epoch']} | {means} |")
     out = run_dir / "eval" / f"motion_epochs_{docs[0]['split'].replace('/', '_')}.json"
-    write_json(out, {"run": str(run_dir), "epochs": docs})
-    return out
+    doc = {"run": str(run_dir), "epochs": docs}
+    write_json(out, doc)
+    return out, doc
 
 
 def main(argv=None) -> None:
@@ -164,7 +160,8 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     if args.all_epochs:
-        print(f"\nwritten to {check_epochs(args.run, args.split, args.num_cubes)}")
+        out, doc = check_epochs(args.run, args.split, args.num_cubes)
+        print("\n".join(motion_epochs_table(out, doc)[3:]) + f"\n\nwritten to {out}")
         return
     doc = check_run(args.run, args.split, args.num_cubes)
     print(

@@ -263,17 +263,29 @@ def build_report(
 
 def current_motion_checks(eval_dir: Path) -> list[tuple[Path, dict]]:
     """(path, document) of each `python -m utils.motion_check` output in eval_dir made with the
-    checkpoint that metrics.json was scored with."""
+    checkpoint that metrics.json was scored with: a single check of it, or an --all-epochs one
+    that includes it (an epoch's kept copy shares the identity of its best.pth / last.pth)."""
     scored = read_json(eval_dir / "metrics.json")["checkpoint"]
-    checks = [(path, read_json(path)) for path in sorted(eval_dir.glob("motion_check_*.json"))]
     keys = ("module", "epoch", "step", "saved_at")
-    return [(p, d) for p, d in checks if all(d["checkpoint"].get(k) == scored[k] for k in keys)]
+
+    def made_with_scored(doc: dict) -> bool:
+        checks = doc.get("epochs", [doc])
+        return any(all(c["checkpoint"].get(k) == scored[k] for k in keys) for c in checks)
+
+    paths = sorted(eval_dir.glob("motion_check_*.json")) + sorted(
+        eval_dir.glob("motion_epochs_*.json")
+    )
+    checks = [(path, read_json(path)) for path in paths]
+    return [(path, doc) for path, doc in checks if made_with_scored(doc)]
 
 
 def motion_check_section(motion_checks: list[tuple[Path, dict]]) -> list[str]:
     """The tables of the current_motion_checks of a run."""
     lines = []
     for path, doc in motion_checks:
+        if "epochs" in doc:
+            lines += motion_epochs_table(path, doc)
+            continue
         lines += [
             "",
             f"## Does the CVAE use its flows? ({doc['num_cubes']} {doc['split']} cubes)",
@@ -286,6 +298,35 @@ def motion_check_section(motion_checks: list[tuple[Path, dict]]) -> list[str]:
             *(f"| {k} | {v['mean']:.2f} | {v['median']:.2f} |" for k, v in doc["rows"].items()),
         ]
     return lines
+
+
+def motion_epochs_table(path: Path, doc: dict) -> list[str]:
+    """One row per kept epoch of a `motion_check --all-epochs` document: mean S_p of each
+    prediction, then the model-free references (the same at every epoch)."""
+    first = doc["epochs"][0]
+    predictions = [name for name in first["rows"] if name.startswith("prediction")]
+    references = [name for name in first["rows"] if name not in predictions]
+    return [
+        "",
+        f"## Does the CVAE's use of flows grow with training? ({first['num_cubes']} "
+        f"{first['split']} cubes, every kept epoch)",
+        "",
+        f"`python -m utils.motion_check --run {doc['run']} --split {first['split']} "
+        f"--num-cubes {first['num_cubes']} --all-epochs` (`{path.name}`), mean S_p:",
+        "",
+        "| epoch | " + " | ".join(predictions) + " |",
+        "|---" * (len(predictions) + 1) + "|",
+        *(
+            f"| {c['checkpoint']['epoch']} | "
+            + " | ".join(f"{c['rows'][name]['mean']:.2f}" for name in predictions)
+            + " |"
+            for c in doc["epochs"]
+        ),
+        "",
+        "References: "
+        + "; ".join(f"{name} {first['rows'][name]['mean']:.2f}" for name in references)
+        + ".",
+    ]
 
 
 def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
@@ -399,6 +440,35 @@ def _variants(root: Path) -> list[str]:
     return lines
 
 
+def _motion_checks(root: Path) -> list[str]:
+    """S_p AUROC and the motion check (mean S_p on test cubes) of every published run that has
+    one: does its frame predictor get worse without its flows?"""
+    paths = sorted(root.glob("*/motion_check_testing.json"))
+    if not paths:
+        return []
+    first = read_json(paths[0])["rows"]
+    predictions = [name for name in first if name.startswith("prediction")]
+    lines = [
+        "",
+        "## Does the frame predictor use its flows? (motion check, mean S_p of x5, test cubes)",
+        "",
+        "| run | S_p micro AUROC % | "
+        + " | ".join(
+            p.replace("prediction (as trained)", "as trained").removeprefix("prediction, ")
+            for p in predictions
+        )
+        + " |",
+        "|---" * (len(predictions) + 2) + "|",
+    ]
+    for path in paths:
+        rows, name = read_json(path)["rows"], path.parent.name
+        auroc = _main_score(path.parent, "frame_prediction")
+        means = " | ".join(f"{rows[p]['mean']:.2f}" for p in predictions)
+        lines.append(f"| [`{name}`]({name}/report.md) | {_fmt(auroc['micro_auroc'])} | {means} |")
+    references = "; ".join(f"{k} {v['mean']:.2f}" for k, v in first.items() if k not in predictions)
+    return lines + ["", f"References (no model): {references}."]
+
+
 def _appendix_b(root: Path) -> list[str]:
     seeds = sorted((root / "ped2_cpu_stochastic").glob("seed*/metrics.json"))
     lines = ["", "## Appendix B (Ped2): posterior mean vs sampled latents", ""]
@@ -430,6 +500,7 @@ def gather(root: Path) -> Path:
     """Write root/README.md: the paper's tables beside every published result, then
     root/notes.md when it exists."""
     lines = [GATHER_HEADER, *_ped2_tables(root), *_appendix_b(root), *_variants(root)]
+    lines += _motion_checks(root)
     lines += _mnist(root)
     if (root / "notes.md").is_file():  # hand-written reading of the tables
         lines += ["", (root / "notes.md").read_text().strip()]
