@@ -49,6 +49,7 @@ from utils.object_errors import (
     STAT_KEYS,
     collect_object_scores,
     eval_checkpoint_path,
+    kept_epoch_checkpoints,
     prepare_scoring_model,
     score_weights,
     stages_for,
@@ -404,9 +405,9 @@ def evaluate_epochs(cfg) -> dict:
     Ped2 model (SPEC 5): report it only next to the label-free checkpoint, and say so.
     Writes eval/epochs/<epoch_NNN>/ (no plots) and eval/epochs.json.
     """
-    folder = stage_dir(cfg, stages_for(cfg)[-1])
-    paths = sorted(folder.glob("epoch_*.pth"))
+    paths = kept_epoch_checkpoints(cfg)
     if not paths:
+        folder = stage_dir(cfg, stages_for(cfg)[-1])
         raise FileNotFoundError(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
     rows = []
     for path in paths:

@@ -28,7 +28,7 @@ from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.config import load_config
 from utils.detector import load_run, run_config_path
 from utils.io import write_json
-from utils.object_errors import stages_for
+from utils.object_errors import kept_epoch_checkpoints, stages_for
 from utils.report import motion_epochs_table
 
 
@@ -134,9 +134,9 @@ def kept_epochs(run_dir: Path) -> list[Path]:
     """The epoch_NNN.pth of the run's final stage, in order (needs train.keep_epochs)."""
     cfg = load_config(run_config_path(run_dir))
     cfg.run_dir = str(run_dir)
-    folder = stage_dir(cfg, stages_for(cfg)[-1])
-    paths = sorted(folder.glob("epoch_*.pth"))
+    paths = kept_epoch_checkpoints(cfg)
     if not paths:
+        folder = stage_dir(cfg, stages_for(cfg)[-1])
         raise SystemExit(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
     return paths
 

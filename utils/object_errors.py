@@ -36,6 +36,12 @@ def stages_for(cfg) -> list[int]:
     return [s for s in stages if not (s == 1 and cfg.train.stage1_from)]
 
 
+def kept_epoch_checkpoints(cfg) -> list[Path]:
+    """The epoch_NNN.pth of the final training stage, in order (written with
+    train.keep_epochs; empty without)."""
+    return sorted(stage_dir(cfg, stages_for(cfg)[-1]).glob("epoch_*.pth"))
+
+
 def eval_checkpoint_path(cfg) -> Path:
     """best/last of the final stage (`train.stage1_from` for a memae that trains nothing here),
     or the path given in eval.checkpoint."""

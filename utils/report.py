@@ -304,8 +304,7 @@ def motion_epochs_table(path: Path, doc: dict) -> list[str]:
     """One row per kept epoch of a `motion_check --all-epochs` document: mean S_p of each
     prediction, then the model-free references (the same at every epoch)."""
     first = doc["epochs"][0]
-    predictions = [name for name in first["rows"] if name.startswith("prediction")]
-    references = [name for name in first["rows"] if name not in predictions]
+    predictions = _predictions(first["rows"])
     return [
         "",
         f"## Does the CVAE's use of flows grow with training? ({first['num_cubes']} "
@@ -317,16 +316,26 @@ def motion_epochs_table(path: Path, doc: dict) -> list[str]:
         "| epoch | " + " | ".join(predictions) + " |",
         "|---" * (len(predictions) + 1) + "|",
         *(
-            f"| {c['checkpoint']['epoch']} | "
-            + " | ".join(f"{c['rows'][name]['mean']:.2f}" for name in predictions)
-            + " |"
+            f"| {c['checkpoint']['epoch']} | {_means(c['rows'], predictions)} |"
             for c in doc["epochs"]
         ),
         "",
-        "References: "
-        + "; ".join(f"{name} {first['rows'][name]['mean']:.2f}" for name in references)
-        + ".",
+        f"References: {_references(first['rows'])}.",
     ]
+
+
+def _predictions(rows: dict) -> list[str]:
+    """The model's rows of a motion check; the others are model-free references."""
+    return [name for name in rows if name.startswith("prediction")]
+
+
+def _means(rows: dict, names: list[str]) -> str:
+    return " | ".join(f"{rows[name]['mean']:.2f}" for name in names)
+
+
+def _references(rows: dict) -> str:
+    predictions = _predictions(rows)
+    return "; ".join(f"{k} {v['mean']:.2f}" for k, v in rows.items() if k not in predictions)
 
 
 def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
@@ -447,7 +456,7 @@ def _motion_checks(root: Path) -> list[str]:
     if not paths:
         return []
     first = read_json(paths[0])["rows"]
-    predictions = [name for name in first if name.startswith("prediction")]
+    predictions = _predictions(first)
     lines = [
         "",
         "## Does the frame predictor use its flows? (motion check, mean S_p of x5, test cubes)",
@@ -463,10 +472,9 @@ def _motion_checks(root: Path) -> list[str]:
     for path in paths:
         rows, name = read_json(path)["rows"], path.parent.name
         auroc = _main_score(path.parent, "frame_prediction")
-        means = " | ".join(f"{rows[p]['mean']:.2f}" for p in predictions)
+        means = _means(rows, predictions)
         lines.append(f"| [`{name}`]({name}/report.md) | {_fmt(auroc['micro_auroc'])} | {means} |")
-    references = "; ".join(f"{k} {v['mean']:.2f}" for k, v in first.items() if k not in predictions)
-    return lines + ["", f"References (no model): {references}."]
+    return lines + ["", f"References (no model): {_references(first)}."]
 
 
 def _appendix_b(root: Path) -> list[str]:
