@@ -54,6 +54,7 @@ from utils.object_errors import (
     score_weights,
     stages_for,
     training_statistics,
+    with_border_groups,
 )
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
 from utils.scoring import (
@@ -62,6 +63,7 @@ from utils.scoring import (
     flow_magnitude_object_scores,
     fuse_scores,
     labelled_frames,
+    touches_border,
     video_frame_scores,
 )
 
@@ -79,6 +81,7 @@ class ObjectTable:
     boxes: np.ndarray  # [N, 4] x1, y1, x2, y2
     videos: list[str]
     num_frames: list[int]
+    frame_size: tuple[int, int]  # (height, width) of the test frames
 
 
 def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
@@ -106,9 +109,14 @@ def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
     Also the flow-magnitude baseline when the table carries it (key "flow_magnitude").
     """
     results = {}
+    border = None
+    if cfg.eval.border_stats:
+        check_border_groups(stats, cfg.eval.border_margin)
+        border = touches_border(table.boxes, table.frame_size, cfg.eval.border_margin)
     for name, (w_r, w_p) in score_weights(cfg).items():
-        obj = fuse_scores(table.s_r, table.s_p, stats, w_r, w_p)
-        raw, smoothed = _frame_scores(cfg, table, obj, empty_frame_score(stats, w_r, w_p))
+        obj = fuse_scores(table.s_r, table.s_p, stats, w_r, w_p, border=border)
+        empty = empty_frame_score(stats, w_r, w_p, grouped=border is not None)
+        raw, smoothed = _frame_scores(cfg, table, obj, empty)
         results[name] = {
             "w_r": w_r,
             "w_p": w_p,
@@ -118,6 +126,25 @@ def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
             "summary": auroc_summary(smoothed, labels),
         }
     return results
+
+
+def check_border_groups(stats: dict, margin: float) -> None:
+    """The per-group training statistics that eval.border_stats needs, for this margin."""
+    groups = stats.get("groups")
+    if groups is None or groups["margin"] != margin:
+        have = "none" if groups is None else f"margin {groups['margin']}"
+        raise CheckpointError(
+            f"eval.border_stats needs training statistics per border group for margin {margin} "
+            f"(the scores hold {have}): run eval.py without --rescore to compute them"
+        )
+
+
+def saved_stats(stats: dict) -> dict:
+    """The training statistics as scores.json and metrics.json keep them."""
+    saved = {k: stats[k] for k in STAT_KEYS}
+    if "groups" in stats:
+        saved["groups"] = stats["groups"]
+    return saved
 
 
 def _baseline(cfg, table: ObjectTable, labels) -> dict:
@@ -169,7 +196,9 @@ def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: 
         "w_p": main["w_p"],
         "drop_first": cfg.eval.drop_first,
         "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
-        "train_stats": {k: stats[k] for k in STAT_KEYS},
+        "border_stats": bool(cfg.eval.border_stats),
+        "frame_size": list(table.frame_size),
+        "train_stats": saved_stats(stats),
         "checkpoint": ckpt_info,
         "fingerprints": fingerprints(cfg, ckpt_info["module"]),
         "config": cfg.to_dict(),
@@ -198,8 +227,14 @@ def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
         boxes=column("box", np.float64).reshape(-1, 4),
         videos=[v["name"] for v in doc["videos"]],
         num_frames=[int(v["num_frames"]) for v in doc["videos"]],
+        frame_size=tuple(doc.get("frame_size") or _test_frame_size(cfg)),
     )
     return table, doc["train_stats"], info
+
+
+def _test_frame_size(cfg) -> tuple[int, int]:
+    """(height, width) of the test frames, from the test cubes' manifest."""
+    return tuple(read_json(cube_dir(cfg, cfg.data.test_split) / "manifest.json")["frame_size"])
 
 
 def _rounded(value):
@@ -241,8 +276,10 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
             "smoothing": cfg.eval.smoothing,
             "window": cfg.eval.window,
             "sigma": cfg.eval.sigma,
+            "border_stats": bool(cfg.eval.border_stats),
+            "border_margin": cfg.eval.border_margin,
         },
-        "train_stats": {k: stats[k] for k in STAT_KEYS},
+        "train_stats": saved_stats(stats),
         "num_videos": len(table.videos),
         "num_frames": num_frames,
         "num_objects": len(table.s_r),
@@ -254,8 +291,11 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
     }
 
 
-def _selection(cfg, ckpt_path: Path) -> str:
+def _selection(cfg, ckpt: dict, ckpt_path: Path) -> str:
     choice = cfg.eval.checkpoint
+    if choice == "best" and ckpt.get("selected_by") == "validation":
+        videos = ", ".join(cfg.train.val_videos)
+        return f"best: lowest mean validation error (training videos {videos}; no test labels)"
     if choice == "best":
         return "best: lowest mean training loss of an epoch (no test labels used)"
     if choice == "last":
@@ -349,6 +389,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
     restore_model(model, ckpt, ckpt_path)
     model = prepare_scoring_model(cfg, model, device)
     stats = training_statistics(cfg, model, ckpt, ckpt_path, device)
+    stats = with_border_groups(cfg, stats, model, ckpt, ckpt_path, device)
     test = open_cubes(cfg, cfg.data.test_split)
     tic = time.time()
     seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
@@ -364,11 +405,12 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
         boxes=np.asarray(test.boxes, dtype=np.float64),
         videos=list(test.videos),
         num_frames=[int(n) for n in test.num_frames],
+        frame_size=tuple(test.manifest["frame_size"]),
     )
     labels = _labels_in_order(cfg, table.videos, table.num_frames)
     results = score_table(cfg, table, stats, labels)
     ckpt_info = dict(
-        checkpoint_identity(ckpt), path=str(ckpt_path), selection=_selection(cfg, ckpt_path)
+        checkpoint_identity(ckpt), path=str(ckpt_path), selection=_selection(cfg, ckpt, ckpt_path)
     )
     out_dir = out_dir or eval_dir(cfg)
     metrics = _report(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from datasets import open_cubes
+from datasets import train_val_cubes
 from models import build_memae, memae_loss
 from utils.checkpoint import stage_dir
 from utils.config import add_config_args, load_config
@@ -33,7 +33,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)
-    dataset = open_cubes(cfg, cfg.data.train_split, max_cubes=cfg.stage1.max_cubes)
+    dataset, val_dataset = train_val_cubes(cfg, cfg.stage1.max_cubes)
     lambda_recon, lambda_ent = cfg.loss.lambda_recon, cfg.loss.lambda_ent
 
     def loss_fn(module, batch):
@@ -42,11 +42,24 @@ def train_stage1(cfg, resume: bool = False) -> dict:
         losses = memae_loss(out["recon"], last_flow, out["att_weights"], lambda_recon, lambda_ent)
         return losses, out
 
+    def val_fn(module, batch):  # per-cube mean squared error of the last flow's reconstruction
+        last_flow = batch["flows"][:, -1]
+        return (module(last_flow)["recon"].float() - last_flow.float()).pow(2).flatten(1).mean(1)
+
     def image_fn(batch, out):
         return tensorboard_grid(batch["flows"][:, -1], out["recon"])
 
     stage = Stage(
-        "stage1", cfg.stage1, stage_dir(cfg, 1), memae, "memae", dataset, loss_fn, image_fn
+        "stage1",
+        cfg.stage1,
+        stage_dir(cfg, 1),
+        memae,
+        "memae",
+        dataset,
+        loss_fn,
+        image_fn,
+        val_dataset,
+        val_fn,
     )
     return fit(stage, cfg, ctx, resume=resume)
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from datasets import open_cubes
+import torch
+from torch.utils.data import DataLoader
+
+from datasets import WithFlowRecon, train_val_cubes
 from models import build_loss, build_model
 from utils.checkpoint import load_checkpoint, restore_model, stage_dir
 from utils.config import add_config_args, load_config
-from utils.engine import Stage, cleanup_distributed, fit, setup_distributed
+from utils.engine import Stage, autocast, cleanup_distributed, fit, setup_distributed, to_device
 from utils.misc import get_logger, seed_everything
 from utils.plots import tensorboard_grid
 
@@ -59,6 +62,39 @@ def image_grid(batch, out):
     return tensorboard_grid(batch["flows"][:, -1], recon, out["frame_target"], out["frame_pred"])
 
 
+@torch.inference_mode()
+def frozen_reconstructions(memae, dataset, device, train_cfg, batch_size: int = 256):
+    """The frozen ML-MemAE-SC's reconstructions of every flow of `dataset` [N, F, 2, H, W]
+    (float32, on the CPU): a fixed function of the cube while stage 2 trains, so computed once."""
+    memae.eval()
+    parts = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        flows = to_device(batch, device)["flows"]
+        with autocast(device, train_cfg):
+            recon = memae(flows.flatten(0, 1))["recon"]
+        parts.append(recon.float().view_as(flows).cpu())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def prediction_error(module, batch) -> torch.Tensor:
+    """Per-cube mean squared error of the predicted target frame (test mode) [B]."""
+    out = module(batch["frames"], batch["flows"], batch.get("flow_recon"))
+    return (out["frame_pred"].float() - out["frame_target"].float()).pow(2).flatten(1).mean(1)
+
+
+def joint_error(lambda_recon: float, lambda_frame: float):
+    """Stage 3's validation error per cube: the flow reconstruction and frame prediction mean
+    squared errors, weighted as in the loss."""
+
+    def error(module, batch) -> torch.Tensor:
+        out = module(batch["frames"], batch["flows"])
+        recon = (out["flow_recon"].float() - out["flow_target"].float()).pow(2).flatten(1)
+        frame = (out["frame_pred"].float() - out["frame_target"].float()).pow(2).flatten(1)
+        return lambda_recon * recon.mean(1) + lambda_frame * frame.mean(1)
+
+    return error
+
+
 def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     """Train (or resume, or skip when finished) stage 2 or 3 for `cfg`; returns fit()'s summary."""
     check_stage(cfg, stage)
@@ -77,10 +113,22 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
     criterion = build_loss(loss_cfg)
     stage_cfg = cfg[f"stage{stage}"]
-    dataset = open_cubes(cfg, cfg.data.train_split, max_cubes=stage_cfg.max_cubes)
+    dataset, val_dataset = train_val_cubes(cfg, stage_cfg.max_cubes)
+    if stage == 2 and model.memae is not None:
+        memae = model.memae.to(ctx.device)
+        dataset = WithFlowRecon(
+            dataset, frozen_reconstructions(memae, dataset, ctx.device, cfg.train)
+        )
+        if val_dataset is not None:
+            val_dataset = WithFlowRecon(
+                val_dataset, frozen_reconstructions(memae, val_dataset, ctx.device, cfg.train)
+            )
+    val_fn = prediction_error
+    if stage == 3:
+        val_fn = joint_error(cfg.loss.lambda_recon, cfg.loss.lambda_frame)
 
     def loss_fn(module, batch):
-        out = module(batch["frames"], batch["flows"])
+        out = module(batch["frames"], batch["flows"], batch.get("flow_recon"))
         return criterion(out), out
 
     run = Stage(
@@ -92,6 +140,8 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         dataset,
         loss_fn,
         image_grid,
+        val_dataset,
+        val_fn,
     )
     return fit(run, cfg, ctx, resume=resume)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,16 @@ def cube_dir(cfg, split: str) -> Path:
     return Path(cfg.data.cache_dir) / "cubes" / split
 
 
-def open_cubes(cfg, split: str, max_cubes: int = 0) -> CubeDataset:
+def open_cubes(
+    cfg,
+    split: str,
+    max_cubes: int = 0,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> CubeDataset:
     """The cubes of `split` for `cfg` (see CubeDataset); cubes whose manifest says they were made
     with other data or pre-processing settings are an error naming the keys."""
-    dataset = CubeDataset(cube_dir(cfg, split), max_cubes)
+    dataset = CubeDataset(cube_dir(cfg, split), max_cubes, include, exclude)
     made_with = dataset.manifest.get("config")
     if made_with:  # hand-made cubes (tests) carry no config
         check_data_settings(made_with, cfg, f"cube folder {dataset.cube_dir}")
@@ -37,10 +44,18 @@ class CubeDataset(Dataset):
     RGB), "flows": float32 [4, 2, 32, 32] (pixels of the frame, or of `preprocess.flow.units_size`;
     channel 0 = dx), "index": i}. `boxes` [N, 4],
     `video_idx` [N] and `frame_idx` [N] are aligned with the items: row i describes item i.
-    With `max_cubes` > 0, an evenly spaced subset of that many cubes is used (deterministic).
+    `include` (video names; None = all) and `exclude` keep the cubes of some videos only (e.g.
+    a validation split of whole training videos); then, with `max_cubes` > 0, an evenly spaced
+    subset of that many of them is used (deterministic).
     """
 
-    def __init__(self, cube_dir: str | Path, max_cubes: int = 0):
+    def __init__(
+        self,
+        cube_dir: str | Path,
+        max_cubes: int = 0,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ):
         self.cube_dir = Path(cube_dir)
         manifest_path = self.cube_dir / "manifest.json"
         if not manifest_path.is_file():
@@ -53,14 +68,32 @@ class CubeDataset(Dataset):
         self.num_frames: list[int] = list(self.manifest["num_frames"])
         total = int(self.manifest["count"])
         arrays = {name: self._open(name, total) for name in CUBE_ARRAYS}
-        self.rows = np.arange(total)
-        if 0 < max_cubes < total:
-            self.rows = np.unique(np.linspace(0, total - 1, max_cubes).round().astype(np.int64))
+        self.rows = self._video_rows(np.asarray(arrays["video_idx"]), include, exclude)
+        if 0 < max_cubes < len(self.rows):
+            picks = np.linspace(0, len(self.rows) - 1, max_cubes).round().astype(np.int64)
+            self.rows = self.rows[np.unique(picks)]
         self.boxes = np.asarray(arrays["boxes"][self.rows])
         self.video_idx = np.asarray(arrays["video_idx"][self.rows])
         self.frame_idx = np.asarray(arrays["frame_idx"][self.rows])
         self._frames = arrays["frames"]
         self._flows = arrays["flows"]
+
+    def _video_rows(
+        self, video_idx: np.ndarray, include: Sequence[str] | None, exclude: Sequence[str]
+    ) -> np.ndarray:
+        """Rows of the cubes whose video is in `include` (None = all) and not in `exclude`."""
+        unknown = sorted((set(include or ()) | set(exclude)) - set(self.videos))
+        if unknown:
+            raise ValueError(
+                f"videos {unknown} are not in cube folder {self.cube_dir} "
+                f"(it holds {self.videos[:3]}...)"
+            )
+        keep = [
+            v
+            for v, name in enumerate(self.videos)
+            if (include is None or name in include) and name not in exclude
+        ]
+        return np.flatnonzero(np.isin(video_idx, keep))
 
     def _open(self, name: str, total: int) -> np.ndarray:
         path = self.cube_dir / f"{name}.npy"
@@ -85,3 +118,31 @@ class CubeDataset(Dataset):
             "flows": flows.permute(0, 3, 1, 2).contiguous(),
             "index": int(index),
         }
+
+
+def train_val_cubes(cfg, max_cubes: int = 0) -> tuple[CubeDataset, CubeDataset | None]:
+    """Training cubes without the validation videos (`train.val_videos`), and the validation
+    cubes of those whole videos (at most `train.val_max_cubes`, evenly spaced; None without a
+    validation split). `max_cubes` subsamples the training part."""
+    val_videos = list(cfg.train.val_videos)
+    train = open_cubes(cfg, cfg.data.train_split, max_cubes, exclude=val_videos)
+    if not val_videos:
+        return train, None
+    val = open_cubes(cfg, cfg.data.train_split, cfg.train.val_max_cubes, include=val_videos)
+    return train, val
+
+
+class WithFlowRecon(Dataset):
+    """Items of `dataset` with "flow_recon" added: row i of `recon` [N, F, 2, H, W] (the frozen
+    ML-MemAE-SC's reconstructions of item i's flows, computed once instead of every epoch)."""
+
+    def __init__(self, dataset: Dataset, recon: torch.Tensor):
+        if len(recon) != len(dataset):
+            raise ValueError(f"{len(recon)} reconstructions for {len(dataset)} cubes")
+        self.dataset, self.recon = dataset, recon
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return dict(self.dataset[index], flow_recon=self.recon[index])

@@ -26,6 +26,8 @@ class HF2VAD(nn.Module):
     sample b), q_means / p_means (lists of latent means, coarse level first).
 
     Test mode (latent = posterior mean) when in eval mode and `deterministic` is true.
+    `flow_recon` [B, F, 2, H, W], when given, stands for the ML-MemAE-SC's output (computed once
+    beforehand while it is frozen, stage 2); att_weights is then empty.
     """
 
     def __init__(
@@ -94,7 +96,9 @@ class HF2VAD(nn.Module):
         if isinstance(self.cvae, CVAE) and flows.shape[1] != self.cvae.num_flows:
             raise ValueError(f"model needs {self.cvae.num_flows} flows, got {flows.shape[1]}")
 
-    def forward(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
+    def forward(
+        self, frames: torch.Tensor, flows: torch.Tensor, flow_recon: torch.Tensor | None = None
+    ) -> dict:
         self._check_inputs(frames, flows)
         out = {
             "flow_recon": None,
@@ -105,7 +109,9 @@ class HF2VAD(nn.Module):
             "q_means": [],
             "p_means": [],
         }
-        if self.memae is not None:
+        if self.memae is not None and flow_recon is not None:
+            out["flow_recon"] = flow_recon
+        elif self.memae is not None:
             out["flow_recon"], out["att_weights"] = self._reconstruct_flows(flows)
         if self.cvae is None:
             return out

@@ -24,6 +24,11 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     write_metrics(
         tmp_path / "ped2_cpu_cvae", {"frame_prediction": (91.25, 92.0)}, "frame_prediction"
     )
+    write_metrics(
+        tmp_path / "ped2_cpu_memae", {"flow_reconstruction": (97.5, 98.0)}, "flow_reconstruction"
+    )
+    config = "train:\n  val_videos: ['08']\neval:\n  smoothing: medfilt\n"
+    (tmp_path / "ped2_cpu" / "config.yaml").write_text(config)
     for seed, micro in enumerate((99.41, 99.62)):
         write_metrics(
             tmp_path / "ped2_cpu_stochastic" / f"seed{seed}", {"fused": (micro, 0)}, "fused"
@@ -34,12 +39,15 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     (tmp_path / "ped2_cpu_cvae" / "motion_check_testing.json").write_text(json.dumps(check))
     text = gather(tmp_path).read_text()
     assert text.rstrip().endswith("## Reading\nby hand")
-    assert "| HF2-VAD | 99.30 | 99.50 | 99.90 |" in text
-    assert "| w/o frame prediction (S_r of the hybrid) | 98.80 | 98.10 | 99.00 |" in text
+    assert "| HF2-VAD | 99.30 | 99.50 | 99.90 | validated, medfilt |" in text
+    assert "| w/o frame prediction (ML-MemAE-SC alone) | 98.80 | 97.50 | 98.00 |" in text
+    assert "| w/o flow reconstruction (CVAE on the original flows) | 94.50 | 91.25 |" in text
     assert "| CVAE on original flows | 94.48 | 91.25 | 92.00 |" in text
     assert "| MemAE | 96.27 | not run yet |" in text
     assert "| sampled z, 2 seed(s) (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
-    assert "| CPU schedule, flow in Ped2's own pixels | 99.50 | 98.10 | 93.00 |" in text
+    assert (
+        "| HF2-VAD (the headline run), flow in Ped2's own pixels | 99.50 | 98.10 | 93.00 |" in text
+    )
     assert "| flow in the authors' units (1024x768 pixels, SPEC 2.2) | not run yet |" in text
     assert "| run | S_p micro AUROC % | as trained | zero flows |" in text
     assert "| [`ped2_cpu_cvae`](ped2_cpu_cvae/report.md) | 91.25 | 9.70 | 12.40 |" in text

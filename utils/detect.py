@@ -177,7 +177,7 @@ def detect_video(
                     live_smoothed.append(smoothed)
 
             for item in scored:
-                scores = det.fuse(item.s_r, item.s_p)
+                scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size)
                 raw = float(scores.max()) if len(scores) else det.empty_score
                 raw = float("nan") if item.index < cfg.eval.drop_first else raw
                 raw_scores.append(raw)

@@ -82,7 +82,8 @@ class LiveSmoother:
         self.mode, self.window, self.sigma = mode, window, sigma
         smooth(np.zeros(1), mode, window, sigma)  # validates the settings
         # scipy.ndimage.gaussian_filter1d's kernel radius with its default truncate=4
-        self.radius = {"median": window // 2, "gaussian": int(4.0 * sigma + 0.5)}.get(mode, 0)
+        radii = {"median": window // 2, "medfilt": window // 2, "gaussian": int(4.0 * sigma + 0.5)}
+        self.radius = radii.get(mode, 0)
         self.recent: deque[tuple[int, float]] = deque(maxlen=2 * self.radius + 1)
         self.waiting: deque[tuple[int, float, object]] = deque()
 

@@ -68,7 +68,7 @@ def training_frame_scores(det: Detector, objects: dict[str, np.ndarray]) -> np.n
     eval's protocol."""
     cfg = det.cfg
     _, smoothed = video_frame_scores(
-        det.fuse(objects["s_r"], objects["s_p"]),
+        det.fuse(objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"]),
         objects["video_idx"],
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],

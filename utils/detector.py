@@ -18,14 +18,17 @@ from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import Config, load_config
 from utils.misc import resolve_device
 from utils.object_errors import (
+    border_groups,
+    cached_object_errors,
     cached_statistics,
     eval_checkpoint_path,
     prepare_scoring_model,
     score_weights,
     stats_path,
+    training_object_errors,
     training_statistics,
 )
-from utils.scoring import empty_frame_score, fuse_scores
+from utils.scoring import empty_frame_score, fuse_scores, touches_border
 
 CONFIG_CANDIDATES = (
     "config.yaml",
@@ -58,12 +61,17 @@ class Detector:
         """(w_r, w_p) of eval.py's main score (a missing branch has weight 0)."""
         return next(iter(score_weights(self.cfg).values()))
 
-    def fuse(self, s_r: np.ndarray, s_p: np.ndarray) -> np.ndarray:
-        return fuse_scores(s_r, s_p, self.stats, *self.weights)
+    def fuse(self, s_r: np.ndarray, s_p: np.ndarray, boxes=None, frame_size=None) -> np.ndarray:
+        """Fused object scores; with eval.border_stats, `boxes` [N, 4] and the frame size
+        (height, width) say which objects are cut by the image border."""
+        border = None
+        if self.cfg.eval.border_stats:
+            border = touches_border(boxes, frame_size, self.cfg.eval.border_margin)
+        return fuse_scores(s_r, s_p, self.stats, *self.weights, border=border)
 
     @property
     def empty_score(self) -> float:
-        return empty_frame_score(self.stats, *self.weights)
+        return empty_frame_score(self.stats, *self.weights, grouped=self.cfg.eval.border_stats)
 
 
 def run_config_path(run_dir: Path) -> Path:
@@ -108,6 +116,8 @@ def load_detector(run_dir: str | Path, overrides: Iterable[str] = (), device: st
     device = resolve_device(cfg.device)
     model = prepare_scoring_model(cfg, model, device)
     stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
+    if cfg.eval.border_stats:
+        stats = dict(stats, groups=_border_groups(cfg, model, ckpt, ckpt_path, device))
     boxes = BoxExtractor(cfg.preprocess.boxes, device)
     flow = build_flow_estimator(cfg.preprocess.flow, device)
     return Detector(cfg, model, stats, ckpt, ckpt_path, device, boxes, flow)
@@ -129,3 +139,18 @@ def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
         f"belongs to another checkpoint, and the training cubes to compute them are not in "
         f"{cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
     )
+
+
+def _border_groups(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
+    """Per-group training statistics (eval.border_stats) from the cached per-object training
+    errors, or from the training cubes."""
+    objects = cached_object_errors(cfg, ckpt, ckpt_path, device)
+    if objects is None and has_training_cubes(cfg):
+        objects = training_object_errors(cfg, model, ckpt, ckpt_path, device)
+    if objects is None:
+        raise DetectError(
+            f"eval.border_stats needs the per-object training errors of {ckpt_path} "
+            f"({stats_path(cfg, ckpt_path, 'train_object_scores.npz')}) or the training cubes; "
+            "run eval.py on the run first, or pass --set eval.border_stats=false"
+        )
+    return border_groups(objects, cfg.eval.border_margin)

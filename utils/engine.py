@@ -38,6 +38,8 @@ from utils.misc import get_logger, resolve_device, seed_everything, seed_worker
 LossFn = Callable[[nn.Module, dict], tuple[dict[str, torch.Tensor], dict]]
 # image_fn(batch, outputs) -> image [3, H, W] for TensorBoard
 ImageFn = Callable[[dict, dict], torch.Tensor]
+# val_fn(module in eval mode, batch) -> per-cube validation error [B] (lower is better)
+ValFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
 @dataclass
@@ -159,6 +161,9 @@ class Stage:
     module: the network whose weights are optimised and saved (the ML-MemAE-SC alone in stage 1,
     the HF2VAD wrapper afterwards); only its parameters with requires_grad are optimised.
     kind: "memae" or "hf2vad", recorded in the checkpoint.
+    val_dataset, val_fn: held-out normal cubes (whole training videos) and their per-cube error;
+    when given, best.pth is the epoch with the lowest mean validation error and the stage stops
+    after `stage_cfg.patience` epochs without improvement (0 = never early).
     """
 
     name: str
@@ -169,6 +174,8 @@ class Stage:
     dataset: Dataset
     loss_fn: LossFn
     image_fn: ImageFn
+    val_dataset: Dataset | None = None
+    val_fn: ValFn | None = None
 
 
 def _all_reduce_sums(sums: dict[str, torch.Tensor], count: int, device) -> dict[str, float]:
@@ -236,11 +243,44 @@ def train_one_epoch(
     return _all_reduce_sums(sums, count, ctx.device), step
 
 
-def _resume_state(stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, scaler, resume: bool):
-    """(first epoch, step, best loss) after loading `last.pth` when resuming."""
+@torch.inference_mode()
+def validate(stage: Stage, ctx: DistContext, train_cfg, batch_size: int) -> float:
+    """Mean validation error of the stage's module in eval mode (every process computes the same
+    number on the whole validation set, so early-stopping decisions agree across processes)."""
+    module = stage.module
+    was_training = module.training
+    module.eval()
+    loader = DataLoader(stage.val_dataset, batch_size=batch_size, shuffle=False)
+    total, count = 0.0, 0
+    for batch in loader:
+        batch = to_device(batch, ctx.device)
+        with autocast(ctx.device, train_cfg):
+            errors = stage.val_fn(module, batch)
+        total += float(errors.double().sum())
+        count += errors.shape[0]
+    module.train(was_training)
+    return total / max(count, 1)
+
+
+@dataclass
+class Progress:
+    """Where a stage stands: epochs done, optimiser steps, the best selection value (validation
+    error, else mean training loss) and its epoch, and whether early stopping ended the stage."""
+
+    epoch: int = 0
+    step: int = 0
+    best: float = math.inf
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def _resume_state(
+    stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, scaler, resume: bool
+) -> Progress:
+    """The progress recorded in `last.pth` (after loading it) when resuming; a fresh start else."""
     last = stage.out_dir / "last.pth"
     if not last.exists():
-        return 0, 0, math.inf
+        return Progress()
     if not resume:
         raise CheckpointError(
             f"{last} already exists: pass --resume to continue that run, or choose another "
@@ -254,14 +294,22 @@ def _resume_state(stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, sca
     scheduler.load_state_dict(ckpt["scheduler"])
     if ckpt["scaler"]:  # empty when the run was made without AMP (e.g. on CPU)
         scaler.load_state_dict(ckpt["scaler"])
-    return ckpt["epoch"], ckpt["step"], ckpt["best_loss"]
+    return Progress(
+        ckpt["epoch"],
+        ckpt["step"],
+        ckpt["best_loss"],
+        ckpt.get("best_epoch", ckpt["epoch"]),
+        ckpt.get("stopped_early", False),
+    )
 
 
 def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
-    """Train `stage` to `stage_cfg.num_epochs` epochs, resuming from last.pth when asked.
+    """Train `stage` to `stage_cfg.num_epochs` epochs (or until early stopping), resuming from
+    last.pth when asked.
 
-    Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean training
-    loss of an epoch (no test labels are used). Returns a summary dict.
+    Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean validation
+    error when the stage has a validation set, else lowest mean training loss of an epoch (no
+    test labels are used either way). Returns a summary dict.
     """
     logger = get_logger()
     stage_cfg = stage.stage_cfg
@@ -270,14 +318,13 @@ def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
     optimizer = build_optimizer(params, stage_cfg)
     scheduler = build_scheduler(optimizer, stage_cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and cfg.train.amp)
-    start_epoch, step, best_loss = _resume_state(
-        stage, cfg, ctx, optimizer, scheduler, scaler, resume
-    )
-    if start_epoch >= stage_cfg.num_epochs:
-        logger.info(f"{stage.name}: already trained for {start_epoch} epochs, nothing to do")
-        return {"epochs": start_epoch, "best_loss": best_loss, "seconds": 0.0}
-    if start_epoch:
-        logger.info(f"{stage.name}: resuming after epoch {start_epoch} (step {step})")
+    progress = _resume_state(stage, cfg, ctx, optimizer, scheduler, scaler, resume)
+    if progress.epoch >= stage_cfg.num_epochs or progress.stopped_early:
+        why = "stopped early" if progress.stopped_early else "already trained"
+        logger.info(f"{stage.name}: {why} after {progress.epoch} epochs, nothing to do")
+        return {"epochs": progress.epoch, "best_loss": progress.best, "seconds": 0.0}
+    if progress.epoch:
+        logger.info(f"{stage.name}: resuming after epoch {progress.epoch} (step {progress.step})")
     train_module = module
     if ctx.distributed:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -289,67 +336,100 @@ def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
 
         stage.out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, stage.out_dir / "config.yaml")
-        writer = SummaryWriter(str(stage.out_dir / "tb"), purge_step=step + 1)
+        writer = SummaryWriter(str(stage.out_dir / "tb"), purge_step=progress.step + 1)
+    val_text = f", {len(stage.val_dataset)} validation cubes" if stage.val_dataset else ""
     logger.info(
-        f"{stage.name}: {len(stage.dataset)} cubes, {sum(p.numel() for p in params):,} trained "
-        f"parameters, {stage_cfg.num_epochs} epochs, {ctx.device}, {ctx.world_size} process(es)"
+        f"{stage.name}: {len(stage.dataset)} cubes{val_text}, "
+        f"{sum(p.numel() for p in params):,} trained parameters, up to {stage_cfg.num_epochs} "
+        f"epochs, {ctx.device}, {ctx.world_size} process(es)"
     )
     started = time.time()
-    for epoch in range(start_epoch, stage_cfg.num_epochs):
+    for epoch in range(progress.epoch, stage_cfg.num_epochs):
         tic = time.time()
         loader.sampler.set_epoch(epoch)
         loader.generator.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))
         seed_everything(epoch_seed(cfg.seed, epoch, ctx.rank))
         lr = optimizer.param_groups[0]["lr"]
-        means, step = train_one_epoch(
-            stage, train_module, loader, optimizer, scaler, ctx, cfg.train, epoch, step, writer
+        means, progress.step = train_one_epoch(
+            stage,
+            train_module,
+            loader,
+            optimizer,
+            scaler,
+            ctx,
+            cfg.train,
+            epoch,
+            progress.step,
+            writer,
         )
         scheduler.step()
+        val = None
+        if stage.val_dataset is not None:
+            val = validate(stage, ctx, cfg.train, stage_cfg.batch_size)
+        _update_progress(progress, epoch + 1, val if val is not None else means["total"])
+        if stage_cfg.patience and progress.epoch - progress.best_epoch >= stage_cfg.patience:
+            progress.stopped_early = progress.epoch < stage_cfg.num_epochs
         if ctx.is_main:
-            best_loss = _save_epoch(
-                stage, cfg, epoch, step, means, best_loss, optimizer, scheduler, scaler
-            )
+            _save_epoch(stage, cfg, progress, means, val, optimizer, scheduler, scaler)
             for name, value in means.items():
                 writer.add_scalar(f"epoch/{name}", value, epoch + 1)
+            if val is not None:
+                writer.add_scalar("epoch/validation", val, epoch + 1)
             writer.add_scalar("epoch/lr", lr, epoch + 1)
             writer.flush()
         terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "total")
+        val_text = f" validation {val:.5g}" if val is not None else ""
         logger.info(
             f"{stage.name} epoch {epoch + 1}/{stage_cfg.num_epochs}: loss {means['total']:.5g} "
-            f"({terms}) lr {lr:.3g} {time.time() - tic:.1f}s"
+            f"({terms}){val_text} lr {lr:.3g} {time.time() - tic:.1f}s"
         )
         barrier()
+        if progress.stopped_early:
+            logger.info(
+                f"{stage.name}: no validation improvement for {stage_cfg.patience} epochs, "
+                f"stopping; best epoch {progress.best_epoch}"
+            )
+            break
     if writer is not None:
         writer.close()
     return {
-        "epochs": stage_cfg.num_epochs,
-        "best_loss": best_loss,
+        "epochs": progress.epoch,
+        "best_loss": progress.best,
+        "best_epoch": progress.best_epoch,
         "seconds": time.time() - started,
     }
 
 
-def _save_epoch(stage, cfg, epoch, step, means, best_loss, optimizer, scheduler, scaler) -> float:
-    """Write best.pth when the epoch loss improved, and last.pth every ckpt_every epochs."""
-    done = epoch + 1
-    loss = means["total"]
-    improved = loss < best_loss
-    best_loss = min(best_loss, loss)
+def _update_progress(progress: Progress, done: int, value: float) -> None:
+    progress.epoch = done
+    if value < progress.best:
+        progress.best, progress.best_epoch = value, done
+
+
+def _save_epoch(stage, cfg, progress, means, val, optimizer, scheduler, scaler) -> None:
+    """Write best.pth when this epoch is the best so far, and last.pth every ckpt_every epochs,
+    at the last epoch and when stopping early."""
+    done = progress.epoch
     state = {
         "model": stage.module.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "epoch": done,
-        "step": step,
-        "epoch_loss": loss,
+        "step": progress.step,
+        "epoch_loss": means["total"],
         "loss_terms": means,
-        "best_loss": best_loss,
+        "val_loss": val,
+        "selected_by": "validation" if val is not None else "training_loss",
+        "best_loss": progress.best,
+        "best_epoch": progress.best_epoch,
+        "stopped_early": progress.stopped_early,
         "saved_at": datetime.now(UTC).isoformat(),
     }
-    if improved:
+    if progress.best_epoch == done:
         save_checkpoint(stage.out_dir / "best.pth", state, cfg, stage.kind)
-    if done % stage.stage_cfg.ckpt_every == 0 or done == stage.stage_cfg.num_epochs:
+    final = done == stage.stage_cfg.num_epochs or progress.stopped_early
+    if done % stage.stage_cfg.ckpt_every == 0 or final:
         save_checkpoint(stage.out_dir / "last.pth", state, cfg, stage.kind)
         if cfg.train.keep_epochs:
             save_checkpoint(stage.out_dir / f"epoch_{done:03d}.pth", state, cfg, stage.kind)
-    return best_loss

@@ -19,6 +19,7 @@ from models import ScoringModel, object_scores, scoring_model
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.io import read_json, write_json, write_npz
 from utils.misc import get_logger, seed_everything
+from utils.scoring import border_statistics, touches_border
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
@@ -131,7 +132,7 @@ def stats_path(cfg, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
     return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
 
 
-OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames")
+OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames", "boxes", "frame_size")
 
 
 def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple[dict, dict]:
@@ -149,6 +150,8 @@ def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple
         "video_idx": np.asarray(dataset.video_idx, np.int64),
         "frame_idx": np.asarray(dataset.frame_idx, np.int64),
         "num_frames": np.asarray(dataset.num_frames, np.int64),
+        "boxes": np.asarray(dataset.boxes, np.float64),
+        "frame_size": np.asarray(dataset.manifest["frame_size"], np.int64),
     }
     identity_text = np.array(json.dumps(identity, sort_keys=True))
     write_npz(
@@ -201,6 +204,8 @@ def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | Non
     with np.load(path, allow_pickle=False) as data:
         if str(data["identity"]) != json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True):
             return None
+        if any(k not in data for k in OBJECT_KEYS):  # written before boxes were kept
+            return None
         return {k: data[k] for k in OBJECT_KEYS}
 
 
@@ -212,3 +217,18 @@ def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> d
         return cached
     identity = stats_identity(cfg, ckpt, device)
     return _training_pass(cfg, model, identity, ckpt_path, device)[1]
+
+
+def border_groups(objects: dict, margin: float) -> dict:
+    """Score statistics of the training objects cut by the image border (within `margin`
+    pixels) and of the others, from the per-object training errors."""
+    border = touches_border(objects["boxes"], objects["frame_size"], margin)
+    return border_statistics(objects["s_r"], objects["s_p"], border, margin)
+
+
+def with_border_groups(cfg, stats: dict, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+    """`stats` plus their per-group version under "groups" when eval.border_stats is set."""
+    if not cfg.eval.border_stats:
+        return stats
+    objects = training_object_errors(cfg, model, ckpt, ckpt_path, device)
+    return dict(stats, groups=border_groups(objects, cfg.eval.border_margin))

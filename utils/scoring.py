@@ -6,9 +6,10 @@ without objects gets the score of a zero-error object; the first `drop_first` fr
 are not scored (NaN here, null in JSON); the rest is smoothed per video. Micro AUROC concatenates
 all labelled videos, macro AUROC averages the per-video AUROCs of videos holding both classes.
 
-Median smoothing uses `scipy.ndimage.median_filter(mode="nearest")`: the window is clipped by
-repeating the edge score, so the first and last frames are not pulled towards zero as zero padding
-(`scipy.signal.medfilt`) would do with z-normalised scores.
+Median smoothing: `medfilt` is the authors' protocol, `scipy.signal.medfilt` (the window is
+zero-padded at both ends of a video's scored frames), the default of the paper configs; `median`
+repeats the edge score instead (`scipy.ndimage.median_filter(mode="nearest")`), so the first and
+last frames are not pulled towards zero, the z-normalised mean of a training object.
 """
 
 from __future__ import annotations
@@ -19,17 +20,69 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 from sklearn.metrics import roc_auc_score
 
-SMOOTHING_MODES = ("median", "gaussian", "none")
+SMOOTHING_MODES = ("medfilt", "median", "gaussian", "none")
+
+
+def touches_border(boxes: np.ndarray, frame_size: Sequence[int], margin: float) -> np.ndarray:
+    """True for the boxes [N, 4] (x1, y1, x2, y2) that come within `margin` pixels of the border
+    of a frame of `frame_size` (height, width): objects cut by the image border."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = frame_size
+    return (
+        (boxes[:, 0] <= margin)
+        | (boxes[:, 1] <= margin)
+        | (boxes[:, 2] >= width - margin)
+        | (boxes[:, 3] >= height - margin)
+    )
+
+
+def score_statistics(s_r: np.ndarray, s_p: np.ndarray) -> dict[str, float]:
+    """Mean and standard deviation of S_r and S_p over a set of training cubes."""
+    s_r, s_p = np.asarray(s_r, dtype=np.float64), np.asarray(s_p, dtype=np.float64)
+    if len(s_r) < 2:
+        raise ValueError(f"{len(s_r)} training cube(s): too few for score statistics")
+    return {
+        "mean_r": float(s_r.mean()),
+        "std_r": float(s_r.std()),
+        "mean_p": float(s_p.mean()),
+        "std_p": float(s_p.std()),
+        "num_cubes": len(s_r),
+    }
+
+
+def border_statistics(s_r, s_p, border: np.ndarray, margin: float) -> dict:
+    """Score statistics of the training cubes cut by the image border and of the others."""
+    border = np.asarray(border, dtype=bool)
+    return {
+        "margin": margin,
+        "border": score_statistics(s_r[border], s_p[border]),
+        "interior": score_statistics(s_r[~border], s_p[~border]),
+    }
 
 
 def fuse_scores(
-    s_r: np.ndarray, s_p: np.ndarray, stats: Mapping[str, float], w_r: float, w_p: float
+    s_r: np.ndarray,
+    s_p: np.ndarray,
+    stats: Mapping,
+    w_r: float,
+    w_p: float,
+    border: np.ndarray | None = None,
 ) -> np.ndarray:
     """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p; a zero weight skips its term.
 
     `stats` holds `mean_r`, `std_r`, `mean_p`, `std_p` (training cubes). A term with a non-zero
     weight and a zero standard deviation is an error (the branch gives no information).
+    With `border` (bool per object, see `touches_border`), objects cut by the image border are
+    normalised with `stats["groups"]["border"]`, the others with `stats["groups"]["interior"]`
+    (see `border_statistics`): a partly visible object is compared with partly visible training
+    objects, whose errors run higher.
     """
+    if border is not None:
+        groups = stats["groups"]
+        border = np.broadcast_to(np.asarray(border, dtype=bool), np.broadcast(s_r, s_p).shape)
+        inner = fuse_scores(s_r, s_p, groups["interior"], w_r, w_p)
+        outer = fuse_scores(s_r, s_p, groups["border"], w_r, w_p)
+        return np.where(border, outer, inner)
     fused = np.zeros(np.broadcast(s_r, s_p).shape, dtype=np.float64)
     for weight, values, key in ((w_r, s_r, "r"), (w_p, s_p, "p")):
         if weight == 0:
@@ -44,8 +97,11 @@ def fuse_scores(
     return fused
 
 
-def empty_frame_score(stats: Mapping[str, float], w_r: float, w_p: float) -> float:
-    """The fused score of an object whose errors are both zero (used for frames without objects)."""
+def empty_frame_score(stats: Mapping, w_r: float, w_p: float, grouped: bool = False) -> float:
+    """The fused score of an object whose errors are both zero (used for frames without objects);
+    `grouped`: with the interior objects' statistics (see `fuse_scores`)."""
+    if grouped:
+        stats = stats["groups"]["interior"]
     return float(fuse_scores(np.zeros(1), np.zeros(1), stats, w_r, w_p)[0])
 
 
@@ -94,12 +150,13 @@ def smooth(scores: np.ndarray, mode: str, window: int = 17, sigma: float = 3.0) 
     if mode == "none" or not valid.any():
         return out
     values = out[valid]
-    if mode == "median":
+    if mode in ("median", "medfilt"):
         if window < 1 or window % 2 == 0:
             raise ValueError(
                 f"config key 'eval.window' must be a positive odd number, got {window}"
             )
-        out[valid] = median_filter(values, size=window, mode="nearest")
+        padding = "nearest" if mode == "median" else "constant"  # constant: zeros, as medfilt
+        out[valid] = median_filter(values, size=window, mode=padding, cval=0.0)
     else:
         out[valid] = gaussian_filter1d(values, sigma=sigma, mode="nearest")
     return out

@@ -1,0 +1,1 @@
+"""Tools that study or publish trained runs (stand-ins, reports)."""

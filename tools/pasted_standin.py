@@ -1,0 +1,226 @@
+"""A development stand-in for appearance anomalies at normal speed, made from normal data only.
+
+The validation videos of a run (`train.val_videos`: whole training videos the model never trained
+on) are copied with one pasted object of an unusual shape moving at walking speed (0.9 px/frame,
+about a Ped2 walker's): a cyclist-like sprite (rider on two wheels) or a cart (a box on wheels).
+Each object walks in from the left or right image border, so the stand-in also shows how objects
+cut by the border are scored. A frame is abnormal while any pixel of the object is in view. The
+untouched validation videos are scored beside them as all-normal videos.
+
+Every copy is scored with the run through `detect` (boxes -> flow -> cubes -> model, exactly as
+for any user video), and the micro AUROC of the fused score and of each branch is computed over
+all stand-in videos with the run's training statistics and smoothing:
+
+    python -m tools.pasted_standin --run runs/ped2_cpu [--out results/ped2_cpu/standin.json]
+
+This is development data that may be looked at (`--preview` writes a strip of pasted frames);
+the Ped2 test videos are never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datasets.frames import numbered_frames, open_video, split_dir
+from utils.detect import detect, output_names
+from utils.detector import load_run
+from utils.io import write_json
+from utils.object_errors import score_weights
+from utils.scoring import auroc_summary, fuse_scores, video_frame_scores
+
+SPEED = 0.9  # px/frame, a Ped2 walker's speed
+ENTRY_FRAME = 10  # the object starts to enter at this frame
+KINDS = ("cyclist", "cart")
+
+
+@dataclass
+class Sprite:
+    image: np.ndarray  # [h, w, 3] uint8 (BGR, as OpenCV writes)
+    alpha: np.ndarray  # [h, w] float32 in [0, 1]
+
+
+def draw_sprite(kind: str) -> Sprite:
+    """A grey-level sprite drawn at 4x and reduced (anti-aliased edges): cyclist about 24x34 px
+    (rider and two wheels), cart about 30x22 px (a box on two small wheels)."""
+    scale = 4
+    if kind == "cyclist":
+        h, w = 34, 24
+    elif kind == "cart":
+        h, w = 22, 30
+    else:
+        raise ValueError(f"unknown stand-in object {kind!r}; choose from {KINDS}")
+    big = np.full((h * scale, w * scale), 0, np.uint8)
+    mask = np.zeros_like(big)
+
+    def paint(draw):  # draw the same shape into the image (its grey) and the mask
+        draw(big, None)
+        draw(mask, 255)
+
+    def circle(c, r, grey, thick=-1):
+        paint(lambda img, v: cv2.circle(img, c, r, grey if v is None else v, thick))
+
+    def rect(p, q, grey):
+        paint(lambda img, v: cv2.rectangle(img, p, q, grey if v is None else v, -1))
+
+    def line(p, q, grey, thick):
+        paint(lambda img, v: cv2.line(img, p, q, grey if v is None else v, thick))
+
+    if kind == "cyclist":
+        for cx in (16, 80):  # wheels
+            circle((cx, 112), 15, 40, thick=6)
+        line((16, 112), (48, 88), 60, 5)
+        line((48, 88), (80, 112), 60, 5)
+        line((48, 88), (56, 60), 70, 6)
+        rect((36, 24), (64, 68), 55)  # body
+        circle((52, 14), 10, 150)  # head
+    else:
+        rect((4, 8), (116, 68), 185)  # box
+        rect((4, 8), (116, 16), 95)  # rim
+        for cx in (24, 96):
+            circle((cx, 76), 10, 35)
+    image = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+    alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    return Sprite(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), alpha)
+
+
+def paste(frame: np.ndarray, sprite: Sprite, x: float, y: float) -> np.ndarray:
+    """The frame with the sprite's top-left corner at (x, y), sub-pixel (bilinear)."""
+    height, width = frame.shape[:2]
+    shift = np.float32([[1, 0, x], [0, 1, y]])
+    image = cv2.warpAffine(sprite.image, shift, (width, height), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(sprite.alpha, shift, (width, height), flags=cv2.INTER_LINEAR)
+    alpha = alpha[..., None]
+    return (frame * (1 - alpha) + image * alpha).round().clip(0, 255).astype(np.uint8)
+
+
+def pasted_video(
+    frame_paths: list[Path], out_dir: Path, kind: str, from_left: bool, y: float
+) -> np.ndarray:
+    """Write the frames with the object pasted (JPEG, quality 95); returns the labels."""
+    sprite = draw_sprite(kind)
+    h, w = sprite.alpha.shape
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.zeros(len(frame_paths), np.uint8)
+    for i, path in enumerate(frame_paths):
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        width = frame.shape[1]
+        if i >= ENTRY_FRAME:
+            travelled = SPEED * (i - ENTRY_FRAME + 1)
+            x = -w + travelled if from_left else width - travelled
+            frame = paste(frame, sprite, x, y)
+            labels[i] = int(x + w > 0 and x < width)
+        cv2.imwrite(str(out_dir / f"{i:03d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return labels
+
+
+def make_standin(cfg, out_root: Path) -> list[tuple[Path, np.ndarray, str]]:
+    """(frame folder, labels, kind) of every stand-in video: each validation video once per
+    object kind (the object entering from alternating sides), and once untouched."""
+    if not cfg.train.val_videos:
+        raise ValueError("the run has no validation videos (train.val_videos) to paste into")
+    folder = split_dir(cfg.data, cfg.data.train_split)
+    items = []
+    for v, name in enumerate(cfg.train.val_videos):
+        frames = list(numbered_frames(folder / name))
+        items.append((folder / name, np.zeros(len(frames), np.uint8), "none"))
+        for k, kind in enumerate(KINDS):
+            out = out_root / f"{kind}_{name}"
+            from_left = (v + k) % 2 == 0
+            labels = pasted_video(frames, out, kind, from_left, y=150.0 - 12 * k)
+            items.append((out, labels, kind))
+    return items
+
+
+def _objects(folder: Path) -> dict[str, np.ndarray]:
+    """Per-object frame index, S_r and S_p from detect's objects.csv."""
+    table = np.genfromtxt(folder / "objects.csv", delimiter=",", names=True, ndmin=1)
+    return {k: np.atleast_1d(table[k]) for k in ("frame", "s_r", "s_p")}
+
+
+def _micro(smoothed, labels, keep) -> float:
+    summary = auroc_summary(
+        [s for s, k in zip(smoothed, keep) if k], [lab for lab, k in zip(labels, keep) if k]
+    )
+    return round(100 * summary["micro_auroc"], 3)
+
+
+def score_standin(
+    run_dir: Path, items: list[tuple[Path, np.ndarray, str]], out_dir: Path, weights: dict
+) -> dict:
+    """Score the stand-in videos with the run (detect writes its outputs under `out_dir`);
+    micro AUROC (%) per named weight pair (w_r, w_p), over all videos and per object kind."""
+    docs = detect(run_dir, [p for p, _, _ in items], out_dir=out_dir, progress=False)
+    names = output_names([open_video(p) for p, _, _ in items])
+    objects = [_objects(out_dir / name) for name in names]
+    stats, scoring = docs[0]["train_stats"], docs[0]["scoring"]
+    labels = [lab for _, lab, _ in items]
+    kinds = [k for _, _, k in items]
+    video_idx = np.concatenate([np.full(len(o["frame"]), v) for v, o in enumerate(objects)])
+    frame_idx = np.concatenate([o["frame"] for o in objects]).astype(np.int64)
+    s_r = np.concatenate([o["s_r"] for o in objects])
+    s_p = np.concatenate([o["s_p"] for o in objects])
+    smoothing = scoring["smoothing"]
+    result = {"videos": names, "kinds": kinds, "speed_px_per_frame": SPEED, "scores": {}}
+    for name, (w_r, w_p) in weights.items():
+        obj = fuse_scores(s_r, s_p, stats, w_r, w_p)
+        empty = float(fuse_scores(np.zeros(1), np.zeros(1), stats, w_r, w_p)[0])
+        _, smoothed = video_frame_scores(
+            obj,
+            video_idx,
+            frame_idx,
+            [len(lab) for lab in labels],
+            empty,
+            scoring["drop_first"],
+            smoothing["smoothing"],
+            smoothing["window"],
+            smoothing["sigma"],
+        )
+        result["scores"][name] = {
+            "w_r": w_r,
+            "w_p": w_p,
+            "micro_auroc": _micro(smoothed, labels, [True] * len(items)),
+            "micro_auroc_per_kind": {
+                kind: _micro(smoothed, labels, [k in (kind, "none") for k in kinds])
+                for kind in KINDS
+            },
+        }
+    return result
+
+
+def write_preview(items: list[tuple[Path, np.ndarray, str]], path: Path) -> None:
+    """One pasted frame per stand-in video with its object in view, side by side."""
+    tiles = []
+    for folder, labels, kind in items:
+        if kind == "none":
+            continue
+        frames = numbered_frames(folder)
+        shown = np.flatnonzero(labels)
+        tiles.append(cv2.imread(str(frames[shown[len(shown) // 2]])))
+    cv2.imwrite(str(path), np.concatenate(tiles, axis=1))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
+    parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/standin.json)")
+    parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
+    parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
+    args = parser.parse_args(argv)
+    cfg, *_ = load_run(args.run)
+    work = args.work or args.run / "standin"
+    items = make_standin(cfg, work / "frames")
+    result = score_standin(args.run, items, work / "scores", score_weights(cfg))
+    write_json(args.out or args.run / "standin.json", result)
+    if args.preview:
+        write_preview(items, args.preview)
+    for name, s in result["scores"].items():
+        print(f"{name}: micro AUROC {s['micro_auroc']:.2f} %  per kind {s['micro_auroc_per_kind']}")
+
+
+if __name__ == "__main__":
+    main()
