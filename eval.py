@@ -1,4 +1,4 @@
-"""Evaluation with the paper's protocol (SPEC 6): object scores -> frame scores -> AUROC.
+"""Evaluation with the paper's protocol (docs/method.md §6): object scores -> frame scores -> AUROC.
 
     python eval.py --cfg cfgs/ped2.yaml [key=value ...]
     python eval.py --cfg cfgs/ped2.yaml --rescore eval.w_p=0.5   # re-fuse a saved scores.json
@@ -41,9 +41,10 @@ from utils.checkpoint import (
     restore_model,
     stage_dir,
 )
+from utils.cli import run_cli
 from utils.config import add_config_args, load_config, save_config
 from utils.engine import set_cpu_threads
-from utils.io import read_json, write_json
+from utils.io import folder_lock, read_json, write_json
 from utils.misc import get_logger, git_commit, record_times, resolve_device, seed_everything
 from utils.object_errors import (
     STAT_KEYS,
@@ -59,6 +60,7 @@ from utils.object_errors import (
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
 from utils.scoring import (
     auroc_summary,
+    check_finite,
     empty_frame_score,
     flow_magnitude_object_scores,
     fuse_scores,
@@ -108,6 +110,7 @@ def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
 
     Also the flow-magnitude baseline when the table carries it (key "flow_magnitude").
     """
+    check_finite(table.s_r, table.s_p, table.video_idx, table.frame_idx, table.videos, "scoring")
     results = {}
     border = None
     if cfg.eval.border_stats:
@@ -207,19 +210,42 @@ def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: 
 
 
 def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
-    """(objects, training statistics, checkpoint info) of a scores.json made for `cfg`."""
+    """(objects, training statistics, checkpoint info) of a scores.json made for `cfg`; a
+    malformed file is an error naming it and what is wrong."""
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT:
         raise CheckpointError(f"{path} is not a scores file of this project ({SCORES_FORMAT})")
-    info = doc["checkpoint"]
-    check_fingerprints(doc["fingerprints"], doc["config"], cfg, info["module"], f"scores {path}")
+    try:
+        info = doc["checkpoint"]
+        check_fingerprints(
+            doc["fingerprints"], doc["config"], cfg, info["module"], f"scores {path}"
+        )
+        table = _object_table(doc, cfg)
+        stats = doc["train_stats"]
+        for key in STAT_KEYS:
+            float(stats[key])
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(
+            f"scores file {path} is malformed ({type(err).__name__}: {err}); evaluate again "
+            "without --rescore"
+        ) from None
+    return table, stats, info
+
+
+def _object_table(doc: dict, cfg) -> ObjectTable:
+    """The objects of a scores document; every per-object list of a video must be complete."""
+    for video in doc["videos"]:
+        objects = video["objects"]
+        lengths = {k: len(objects[k]) for k in ("frame", "box", "s_r", "s_p")}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"video {video['name']}: object lists of unequal length {lengths}")
     counts = [len(v["objects"]["frame"]) for v in doc["videos"]]
 
     def column(key, dtype):
         values = [x for v in doc["videos"] for x in v["objects"][key]]
         return np.asarray(values, dtype=dtype)
 
-    table = ObjectTable(
+    return ObjectTable(
         s_r=column("s_r", np.float64),
         s_p=column("s_p", np.float64),
         video_idx=np.repeat(np.arange(len(counts)), counts).astype(np.int64),
@@ -229,7 +255,6 @@ def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
         num_frames=[int(v["num_frames"]) for v in doc["videos"]],
         frame_size=tuple(doc.get("frame_size") or _test_frame_size(cfg)),
     )
-    return table, doc["train_stats"], info
 
 
 def _test_frame_size(cfg) -> tuple[int, int]:
@@ -379,7 +404,13 @@ def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **p
 
 
 def evaluate(cfg, out_dir: Path | None = None) -> dict:
-    """Score the test cubes with the run's final model, write the eval folder, return metrics."""
+    """Score the test cubes with the run's final model, write the eval folder, return metrics
+    (holding the run directory's lock meanwhile)."""
+    with folder_lock(cfg.run_dir):
+        return _evaluate(cfg, out_dir)
+
+
+def _evaluate(cfg, out_dir: Path | None) -> dict:
     logger = get_logger()
     set_cpu_threads(cfg)
     device = resolve_device(cfg.device)
@@ -444,7 +475,7 @@ def evaluate_epochs(cfg) -> dict:
     """Test AUROC of every kept epoch_NNN.pth of the final stage (needs train.keep_epochs).
 
     Picking an epoch by these numbers selects on the test labels, as the authors did for their
-    Ped2 model (SPEC 5): report it only next to the label-free checkpoint, and say so.
+    Ped2 model (docs/method.md §5): report it only next to the label-free checkpoint, and say so.
     Writes eval/epochs/<epoch_NNN>/ (no plots) and eval/epochs.json.
     """
     paths = kept_epoch_checkpoints(cfg)
@@ -543,4 +574,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -1,4 +1,5 @@
-"""Stage 1: train ML-MemAE-SC to reconstruct the last flow y4 of every training cube (SPEC 3, 5).
+"""Stage 1: train ML-MemAE-SC to reconstruct the last flow y4 of every training cube
+(docs/method.md §3, 5).
 
     python ml_memae_sc_train.py --cfg cfgs/ped2.yaml [--resume] [key=value ...]
     torchrun --nproc_per_node=2 ml_memae_sc_train.py --cfg cfgs/ped2.yaml
@@ -13,6 +14,7 @@ import argparse
 from datasets import train_val_cubes
 from models import build_memae, memae_loss
 from utils.checkpoint import stage_dir
+from utils.cli import run_cli
 from utils.config import add_config_args, load_config
 from utils.engine import Stage, cleanup_distributed, fit, setup_distributed
 from utils.misc import seed_everything
@@ -77,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

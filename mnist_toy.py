@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from datasets.mnist import load_mnist_split, to_tensor
 from models import VARIANTS, build_memae, memae_loss
+from utils.cli import run_cli
 from utils.config import add_config_args, load_config, save_config
 from utils.io import write_json
 from utils.misc import get_logger, resolve_device, seed_everything
@@ -124,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,6 +19,7 @@ from eval import evaluate, record_eval_times, results_table
 from ml_memae_sc_train import train_stage1
 from pre_process import run_preprocess
 from train import train_stage
+from utils.cli import run_cli
 from utils.config import add_config_args, load_config
 from utils.engine import barrier, cleanup_distributed, setup_distributed
 from utils.misc import git_commit, record_times
@@ -64,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

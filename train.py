@@ -1,4 +1,4 @@
-"""Stages 2 and 3 of HF2-VAD (SPEC 5).
+"""Stages 2 and 3 of HF2-VAD (docs/method.md §5).
 
 Stage 2 trains the CVAE to predict the target frame from 4 frames and the ML-MemAE-SC's
 reconstructions of the 4 flows, with the ML-MemAE-SC (from stage 1) frozen in eval mode; only the
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from datasets import WithFlowRecon, train_val_cubes
 from models import build_loss, build_model
 from utils.checkpoint import load_checkpoint, restore_model, stage_dir
+from utils.cli import run_cli
 from utils.config import add_config_args, load_config
 from utils.engine import Stage, autocast, cleanup_distributed, fit, setup_distributed, to_device
 from utils.misc import get_logger, seed_everything
@@ -160,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -99,7 +99,12 @@ class CubeDataset(Dataset):
         path = self.cube_dir / f"{name}.npy"
         if not path.is_file():
             raise FileNotFoundError(f"cube file missing: {path} (re-run pre-processing)")
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:  # e.g. "mmap length is greater than file size"
+            raise ValueError(
+                f"cube file {path} is truncated or damaged ({err}); re-run pre-processing"
+            ) from None
         if array.shape[:1] != (total,):
             raise ValueError(
                 f"cube file {path} has {array.shape[0]} rows but manifest.json says {total}"

@@ -94,9 +94,29 @@ class Video:
         return frame
 
 
+# The last bytes of a complete file: JPEG's end-of-image marker, PNG's IEND chunk.
+END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+
+
+def check_complete(path: Path) -> None:
+    """A JPEG or PNG whose end marker is missing was cut short (OpenCV would decode the missing
+    part as grey without an error): an error naming the file."""
+    marker = END_MARKERS.get(path.suffix.lower())
+    if marker is None:
+        return
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 64))
+        tail = f.read()
+    if marker not in tail.rstrip(b"\x00"):
+        raise ValueError(f"frame file is truncated (no end-of-image marker): {path}")
+
+
 def _read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"frame file missing: {path}")
+    check_complete(path)
     frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if frame is None:
         raise ValueError(f"cannot read frame (corrupt or not an image): {path}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.io import read_json, write_json
+from utils.io import read_json, remove_stale_temporaries, write_json
 
 ANOMALY_TYPES = ("fast", "large", "wrong_direction", "erratic")
 MARKER = "synthetic.json"
@@ -248,6 +248,7 @@ def generate(folder: str | Path, cfg) -> dict:
     if folder.exists() and not (folder / MARKER).is_file():
         raise FileExistsError(f"{folder} exists and is not a synthetic dataset; not replacing it")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:

@@ -1,4 +1,4 @@
-"""Flow-guided frame prediction: the Variational U-Net style CVAE of HF2-VAD (SPEC 4).
+"""Flow-guided frame prediction: the Variational U-Net style CVAE of HF2-VAD (docs/method.md §4).
 
 Four levels (32, 16, 8, 4 pixels); level k of an encoder keeps two residual-block outputs
 (s_k_1, s_k_2). Latents live at level 4 (4x4) and level 3 (8x8), with the channels of those levels.
@@ -10,12 +10,12 @@ Latent used by the generator: the posterior sample q + N(0, 1) when `sample_late
 The same latent feeds the posterior's own level-3 branch, so test mode is fully deterministic.
 (The authors' code always sampled z_4 inside the posterior, so its q_3 was noisy at test time.)
 
-Initialisation (SPEC 5 says Kaiming): every weight-normalised conv starts from a Kaiming-uniform
-direction (fan-in, a = sqrt(5), PyTorch's conv default), a magnitude equal to its norm, and
-PyTorch's default bias. That is what the authors' run effectively used: their explicit
-kaiming_normal_(a=0.1) wrote to a weight that weight norm recomputes from its untouched
-parameters before every forward pass. Applying that Kaiming-normal init for real makes the
-un-normalised residual stacks blow up (KL ~1e9 and saturated outputs at step 0, against ~3e2).
+Initialisation (docs/method.md §5 says Kaiming): every weight-normalised conv starts from a
+Kaiming-uniform direction (fan-in, a = sqrt(5), PyTorch's conv default), a magnitude equal to its
+norm, and PyTorch's default bias. That is what the authors' run effectively used: their explicit
+kaiming_normal_(a=0.1) wrote to a weight that weight norm recomputes from its untouched parameters
+before every forward pass. Applying that Kaiming-normal init for real makes the un-normalised
+residual stacks blow up (KL ~1e9 and saturated outputs at step 0, against ~3e2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""HF2-VAD: ML-MemAE-SC flow reconstruction followed by flow-guided frame prediction (SPEC 1).
+"""HF2-VAD: ML-MemAE-SC flow reconstruction followed by flow-guided frame prediction
+(docs/method.md §1).
 
 One wrapper serves every model type so that training and evaluation code is shared:
 - hybrid: ML-MemAE-SC reconstructs each of the flows; the CVAE sees the original first flows

@@ -1,4 +1,4 @@
-"""Training losses (SPEC 3-4) and the per-object anomaly scores (SPEC 6).
+"""Training losses (docs/method.md §3-4) and the per-object anomaly scores (docs/method.md §6).
 
 Every loss is computed in float32 so that mixed-precision outputs do not lose the small terms.
 Loss dicts hold the unweighted terms under their names and `total` = sum of lambda * term.
@@ -39,8 +39,8 @@ def frame_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 7 as in SPEC 4: mean | |d target| - |d pred| | along x plus the same along y, per
-    channel, over neighbouring pixels. (The authors' code compared signed differences of the
+    """Eq. 7 as in docs/method.md §4: mean | |d target| - |d pred| | along x plus the same along y,
+    per channel, over neighbouring pixels. (The authors' code compared signed differences of the
     channel-summed image, zero-padded at the border.)"""
     pred, target = pred.float(), target.float()
     loss = pred.new_zeros(())

@@ -1,4 +1,4 @@
-"""Memory module of ML-MemAE-SC (SPEC 3): a slot is a whole flattened feature map."""
+"""Memory module of ML-MemAE-SC (docs/method.md §3): a slot is a whole flattened feature map."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""ML-MemAE-SC: multi-level memory-augmented flow autoencoder with skip connections (SPEC 3).
+"""ML-MemAE-SC: multi-level memory-augmented flow autoencoder with skip connections (docs/method.md
+§3).
 
 Levels: 1 = f@32x32 (x0), 2 = 2f@16x16 (x1), 3 = 4f@8x8 (x2), bottleneck = 8f@4x4 (x3).
 `mem_usage[k-1]` puts a memory at decoder level k: level 3 reads the bottleneck x3, level 2 the

@@ -1,4 +1,4 @@
-"""Frame-only VAE: the "VAE" baseline of Table 2 (SPEC 4). The paper gives no details.
+"""Frame-only VAE: the "VAE" baseline of Table 2 (docs/method.md §4). The paper gives no details.
 
 Choices made here, keeping the CVAE's structure with the flows removed:
 - posterior: the CVAE's posterior encoder and head on the 4 input frames only (12 channels),

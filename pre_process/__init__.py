@@ -1,4 +1,4 @@
-"""Pre-processing: object boxes, optical flow and spatio-temporal cubes (SPEC 2)."""
+"""Pre-processing: object boxes, optical flow and spatio-temporal cubes (docs/method.md §2)."""
 
 
 def run_preprocess(cfg, splits=None) -> dict:

@@ -1,4 +1,5 @@
-"""Object boxes per frame (SPEC 2.1): detector boxes and foreground boxes from temporal gradients.
+"""Object boxes per frame (docs/method.md §2.1): detector boxes and foreground boxes from temporal
+gradients.
 
 Boxes are float32 [K, 4] arrays of (x1, y1, x2, y2) in continuous pixel coordinates: pixel
 column c spans [c, c + 1), so an integer box is the crop `frame[y1:y2, x1:x2]`.

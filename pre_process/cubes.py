@@ -1,4 +1,5 @@
-"""Spatio-temporal cubes (STCs, SPEC 2.3) written in chunks to memory-mappable `.npy` files.
+"""Spatio-temporal cubes (STCs, docs/method.md §2.3) written in chunks to memory-mappable `.npy`
+files.
 
 For every box of frame i (the target), the same box is cropped from frames i-4 ... i and from the
 flows of frames i-3 ... i (flow j = frame j-1 -> j), each crop resized to 32x32 bilinearly. Frame
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from utils.io import write_json
+from utils.io import open_npy_for_writing, remove_stale_temporaries, write_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
 
@@ -144,7 +145,7 @@ class CubeWriter:
             "frame_idx": ((count,), np.int32),
         }
         self.arrays = {
-            name: np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape)
+            name: open_npy_for_writing(folder / f"{name}.npy", dtype, shape)
             for name, (shape, dtype) in shapes.items()
         }
         self.count, self.chunk_size, self.written = count, chunk_size, 0
@@ -201,6 +202,7 @@ def write_split_cubes(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     count = sum(len(b) for video_boxes in boxes for b in video_boxes)
+    remove_stale_temporaries(out_dir)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     threads = torch.get_num_threads()

@@ -1,4 +1,4 @@
-"""Optical flow per frame, with pluggable estimators (SPEC 2.2).
+"""Optical flow per frame, with pluggable estimators (docs/method.md §2.2).
 
 Convention (every estimator): the flow of frame i is estimated from frame i-1 to frame i and
 lives on frame i-1's pixel grid: `flow[i][y, x] = (dx, dy)` (channel 0 = x, channel 1 = y) is
@@ -11,7 +11,7 @@ device; weights from torchvision's cache or `preprocess.flow.weights`, never dow
 A video's flows are one `.npy` file [T, H, W, 2] of `preprocess.flow.dtype` (float16 by default:
 half the disk, resolution 1/32 px at 30 px motion), written frame by frame to a memory map and
 renamed into place when complete. `preprocess.flow.units_size` expresses the values in pixels of
-a frame of another size, as the authors' up-scaled FlowNet2 flows were (SPEC 2.2).
+a frame of another size, as the authors' up-scaled FlowNet2 flows were (docs/method.md §2.2).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from pre_process.weights import load_state_dict
-from utils.io import atomic_write
+from utils.io import atomic_write, open_npy_for_writing
 
 FLOW_METHODS = ("dis", "farneback", "raft_small", "raft_large")
 DIS_PRESETS = {
@@ -177,9 +177,7 @@ def write_video_flows(
     def write(tmp: str) -> None:
         stream = iter(frames)
         prev = next(stream)
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=dtype, shape=(num_frames, *prev.shape[:2], 2)
-        )
+        out = open_npy_for_writing(tmp, dtype, (num_frames, *prev.shape[:2], 2))
         count = 1
         for i, cur in enumerate(stream, start=1):
             if i >= num_frames:
@@ -203,7 +201,10 @@ def load_flows(path: str | Path, num_frames: int, frame_size: tuple[int, int]) -
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"flow file missing: {path}")
-    flows = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        flows = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:  # e.g. "mmap length is greater than file size"
+        raise ValueError(f"flow file {path} is truncated or damaged ({err}); delete it") from None
     expected = (num_frames, *frame_size, 2)
     if flows.shape != expected:
         raise ValueError(

@@ -32,11 +32,12 @@ from datasets import synthetic
 from datasets.frames import Video, list_videos
 from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
-from pre_process.cubes import write_split_cubes
+from pre_process.cubes import CUBE_ARRAYS, write_split_cubes
 from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
 from utils.checkpoint import hashed_settings
+from utils.cli import run_cli
 from utils.config import Config, add_config_args, load_config, save_config
-from utils.io import read_json, write_json
+from utils.io import npy_complete, read_json, write_json
 from utils.misc import get_logger, resolve_device
 
 log = get_logger()
@@ -130,7 +131,8 @@ def step_boxes(cfg, split: str, videos: list[Video], fingerprints: list, device)
 
 def _flow_current(path: Path, fingerprint: dict) -> bool:
     sidecar = path.with_suffix(".json")
-    return path.is_file() and sidecar.is_file() and read_json(sidecar) == fingerprint
+    current = path.is_file() and sidecar.is_file() and read_json(sidecar) == fingerprint
+    return current and npy_complete(path)
 
 
 def _flow_video(
@@ -208,8 +210,11 @@ def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tupl
     manifest_path = out_dir / "manifest.json"
     if manifest_path.is_file():
         manifest = read_json(manifest_path)
-        if manifest.get("fingerprint") == fingerprint:
+        complete = all(npy_complete(out_dir / f"{name}.npy") for name in CUBE_ARRAYS)
+        if manifest.get("fingerprint") == fingerprint and complete:
             return int(manifest["count"]), False
+        if not complete:
+            log.warning(f"{out_dir}: a cube file is truncated or missing; making the cubes again")
     manifest = {
         "split": split,
         "videos": [v.name for v in videos],
@@ -314,7 +319,9 @@ def run_preprocess(cfg, splits=None) -> dict:
     return summary
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> tuple[Config, list[str] | None]:
+    """(config, splits) from the command line; `--splits a b key=value` works although
+    nargs="+" also takes the overrides, and an unknown split is an error naming it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_config_args(parser)
     parser.add_argument(
@@ -324,9 +331,22 @@ def main(argv=None) -> dict:
         help="splits to process (default: data.train_split data.test_split)",
     )
     args = parser.parse_args(argv)
-    cfg = load_config(args.cfg, args.overrides)
-    return run_preprocess(cfg, args.splits)
+    splits, overrides = args.splits, list(args.overrides)
+    if splits is not None:
+        overrides += [s for s in splits if "=" in s]
+        splits = [s for s in splits if "=" not in s]
+    cfg = load_config(args.cfg, overrides)
+    known = {cfg.data.train_split, cfg.data.test_split}
+    unknown = sorted(set(splits or ()) - known)
+    if unknown:
+        raise ValueError(f"unknown split(s) {unknown}: this config has {sorted(known)}")
+    return cfg, splits
+
+
+def main(argv=None) -> dict:
+    cfg, splits = parse_args(argv)
+    return run_preprocess(cfg, splits)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "pre_process.run")

@@ -3,8 +3,9 @@
 The offline pipeline (pre_process.run) writes every video's boxes and flows to disk before cutting
 cubes. Here the same steps run as one pass over the frames and keep only what the next cube needs:
 
-- the boxes of frame i need frames i-1, i, i+1 (SPEC 2.1.2), so the stream lags one frame behind
-  the reader, and the last frame counts its one difference twice (as `BoxExtractor.video_boxes`);
+- the boxes of frame i need frames i-1, i, i+1 (docs/method.md §2.1), so the stream lags one frame
+  behind the reader, and the last frame counts its one difference twice (as
+  `BoxExtractor.video_boxes`);
 - the flow of frame j (frame j-1 -> j) is estimated as frame j is read and rounded to the storage
   dtype of the offline cache (`preprocess.flow.dtype`), so both pipelines crop identical numbers;
   the flow of frame 0 follows `preprocess.flow.first_frame` (zero, or the flow of frames 0 -> 1);

@@ -48,7 +48,7 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert (
         "| HF2-VAD (the headline run), flow in Ped2's own pixels | 99.50 | 98.10 | 93.00 |" in text
     )
-    assert "| flow in the authors' units (1024x768 pixels, SPEC 2.2) | not run yet |" in text
+    assert "| flow in the authors' units (pixels of 1024x768 frames) | not run yet |" in text
     assert "| run | S_p micro AUROC % | as trained | zero flows |" in text
     assert "| [`ped2_cpu_cvae`](ped2_cpu_cvae/report.md) | 91.25 | 9.70 | 12.40 |" in text
     assert "References (no model): copy of x4 16.80." in text

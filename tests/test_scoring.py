@@ -1,4 +1,4 @@
-"""Frame scoring and AUROC on hand-built cases (SPEC 6)."""
+"""Frame scoring and AUROC on hand-built cases (docs/method.md §6)."""
 
 import numpy as np
 import pytest

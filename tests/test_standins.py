@@ -156,8 +156,8 @@ def make_avenue(root: Path) -> None:
 
 
 def test_avenue_real_stretches_make_the_clips():
-    """The configured stretches (SPEC 7) on stand-in videos of 1600 frames (longer than every
-    stretch; not Avenue's real lengths): 02 -> 3 clips, 04 and 07 -> 2 clips each."""
+    """The configured stretches (docs/method.md §7) on stand-in videos of 1600 frames (longer than
+    every stretch; not Avenue's real lengths): 02 -> 3 clips, 04 and 07 -> 2 clips each."""
     cfg = load_config("cfgs/avenue.yaml")
     videos = [
         Video(f"{k:02d}", Path(f"{k:02d}.avi"), (), 0, 1600, (360, 640)) for k in range(1, 17)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from datasets.frames import numbered_frames, open_video, split_dir
+from utils.cli import run_cli
 from utils.detect import detect, output_names
 from utils.detector import load_run
 from utils.io import write_json
@@ -223,4 +224,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "tools.pasted_standin")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,21 @@ def save_checkpoint(path: str | os.PathLike, state: dict, cfg, module: str) -> N
         fingerprints=fingerprints(cfg, module),
         saved_at=state.get("saved_at") or datetime.now(UTC).isoformat(),
     )
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    try:
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as a RuntimeError
+        path = Path(path)
+        free = shutil.disk_usage(path.parent).free
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({free / 2**20:.0f} MiB free on that disk; "
+            f"{type(err).__name__}: {first_line(err)}); any previous {path.name} is unchanged"
+        ) from None
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (torch's can run to pages)."""
+    lines = str(err).splitlines()
+    return lines[0][:limit] if lines else type(err).__name__
 
 
 def load_checkpoint(path: str | os.PathLike, cfg=None, map_location: Any = "cpu") -> dict:
@@ -174,12 +189,14 @@ def load_checkpoint(path: str | os.PathLike, cfg=None, map_location: Any = "cpu"
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (truncated)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for damaged files
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated, damaged or not a checkpoint "
-            f"of this project ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            f"of this project ({type(err).__name__}: {first_line(err)})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this project (format {FORMAT})")

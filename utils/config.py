@@ -8,7 +8,9 @@ keys and values of the wrong type fail at load time with a message that names th
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -62,10 +64,15 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
 def _check_type(key: str, default: Any, value: Any) -> Any:
     """Return `value` if it fits the type of `default` (ints are accepted for floats)."""
     if default is None or value is None:
         return value
+    if isinstance(default, float) and isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; people write it so
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
@@ -108,6 +115,8 @@ def _resolve_chain(path: Path, seen: tuple = ()) -> list[dict]:
     base = data.pop(BASE_KEY, None)
     if base is None:
         return [data]
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"config key '{BASE_KEY}' in {path} must be a file path, got {base!r}")
     return _resolve_chain((path.parent / base), seen + (path,)) + [data]
 
 
@@ -141,7 +150,39 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     for text in overrides:
         keys, value = parse_override(text)
         _merge(cfg, _nest(keys, value))
-    return as_config(cfg)
+    cfg = as_config(cfg)
+    check_values(cfg)
+    return cfg
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _require(ok: bool, key: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {what}, got {value!r}")
+
+
+def check_values(cfg: Config) -> None:
+    """Values that have the right type but cannot work fail here, naming the key."""
+    device = str(cfg.device)
+    _require(bool(_DEVICE.match(device)), "device", cfg.device, "auto, cpu, cuda or cuda:N")
+    for stage in ("stage1", "stage2", "stage3"):
+        section = cfg[stage]
+        for key, low in (("num_epochs", 0), ("batch_size", 1), ("ckpt_every", 1), ("patience", 0)):
+            _require(section[key] >= low, f"{stage}.{key}", section[key], f"an integer >= {low}")
+        _require(section.max_cubes >= 0, f"{stage}.max_cubes", section.max_cubes, ">= 0")
+        for key in ("lr", "eps", "gamma"):
+            value = section[key]
+            _require(math.isfinite(value) and value >= 0, f"{stage}.{key}", value, "finite, >= 0")
+    for key in ("w_r", "w_p", "sigma", "border_margin"):
+        value = cfg.eval[key]
+        _require(math.isfinite(value), f"eval.{key}", value, "a finite number")
+    _require(cfg.eval.window >= 1, "eval.window", cfg.eval.window, "a positive odd integer")
+    _require(cfg.eval.drop_first >= 0, "eval.drop_first", cfg.eval.drop_first, "an integer >= 0")
+    for key in ("lambda_recon", "lambda_ent", "lambda_kl", "lambda_frame", "lambda_grad"):
+        value = cfg.loss[key]
+        _require(math.isfinite(value) and value >= 0, f"loss.{key}", value, "finite, >= 0")
 
 
 def save_config(cfg: dict, path: str | os.PathLike) -> None:
@@ -155,4 +196,7 @@ def save_config(cfg: dict, path: str | os.PathLike) -> None:
 def add_config_args(parser) -> None:
     """The `--cfg PATH` option and free `key=value` overrides that every script takes."""
     parser.add_argument("--cfg", required=True, help="experiment YAML, e.g. cfgs/ped2.yaml")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. stage1.num_epochs=2")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted overrides of the config, e.g. seed=1 eval.w_p=0.5"
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

@@ -7,11 +7,11 @@ Everything the pre-processing and the model need comes from the run directory: i
 checkpoint that eval.py would use (`eval.checkpoint`) and the training statistics saved beside it
 (`<ckpt>.train_stats.json`; computed from the training cubes when missing and the cubes exist).
 
-Scores follow eval.py exactly (SPEC 6): per object S_r and S_p, z-normalised with the training
-statistics and fused with eval.w_r / eval.w_p; a frame's raw score is the maximum over its objects
-(a frame without objects gets the score of a zero-error object); the first eval.drop_first frames
-are not scored; the rest is smoothed with eval.smoothing. The object scores equal eval.py's for
-the same frames (tests/test_detect.py checks it).
+Scores follow eval.py exactly (docs/method.md §6): per object S_r and S_p, z-normalised with the
+training statistics and fused with eval.w_r / eval.w_p; a frame's raw score is the maximum over its
+objects (a frame without objects gets the score of a zero-error object); the first eval.drop_first
+frames are not scored; the rest is smoothed with eval.smoothing. The object scores equal eval.py's
+for the same frames (tests/test_detect.py checks it).
 
 Memory does not grow with the video's length except for a few numbers per frame: the stream holds
 6 frames and 5 flows (pre_process/stream.py), frames wait with their cubes until eval.batch_size
@@ -177,6 +177,11 @@ def detect_video(
                     live_smoothed.append(smoothed)
 
             for item in scored:
+                if not (np.isfinite(item.s_r).all() and np.isfinite(item.s_p).all()):
+                    raise DetectError(
+                        f"{video.source}: non-finite object error at frame {item.index} "
+                        f"(S_r {list(item.s_r)}, S_p {list(item.s_p)})"
+                    )
                 scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size)
                 raw = float(scores.max()) if len(scores) else det.empty_score
                 raw = float("nan") if item.index < cfg.eval.drop_first else raw

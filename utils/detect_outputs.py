@@ -22,7 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.io import atomic_write, atomic_write_text, write_json  # noqa: E402
+from utils.io import (  # noqa: E402
+    atomic_write,
+    atomic_write_text,
+    open_npy_for_writing,
+    remove_stale_temporaries,
+    write_json,
+)
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -32,6 +38,7 @@ def streamed_file(path: Path, suffix: str = "") -> Iterator[Path]:
     """A temporary path beside `path` (ending in `suffix`, which OpenCV needs to pick a
     container), renamed onto `path` when the block ends without error, removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{suffix}")
     os.close(fd)
     tmp = Path(tmp)
@@ -220,13 +227,14 @@ class IntermediateWriter:
     ):
         self.folder = folder
         folder.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)
         self.tmp = Path(
             tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp")
         )
         self.tmp.chmod(0o755)
         (self.tmp / "cubes").mkdir()
-        self.flows = np.lib.format.open_memmap(
-            self.tmp / "flows.npy", "w+", flow_dtype, (num_frames, *frame_size, 2)
+        self.flows = open_npy_for_writing(
+            self.tmp / "flows.npy", flow_dtype, (num_frames, *frame_size, 2)
         )
         cubes = self.tmp / "cubes"
         self.arrays = {

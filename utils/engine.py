@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import save_config
+from utils.io import folder_lock
 from utils.misc import get_logger, resolve_device, seed_everything, seed_worker
 
 # loss_fn(train_module, batch) -> (named loss terms including "total", model outputs)
@@ -97,9 +98,9 @@ def barrier() -> None:
 
 
 def build_optimizer(params, stage_cfg) -> torch.optim.Adam:
-    """Adam (betas 0.9 / 0.999) with the stage's lr and eps (SPEC 5). The fused kernel updates
-    every parameter in one pass (9x faster than the per-tensor loop on CPU for the 57M memory
-    slots; same update up to float rounding)."""
+    """Adam (betas 0.9 / 0.999) with the stage's lr and eps (docs/method.md §5). The fused kernel
+    updates every parameter in one pass (9x faster than the per-tensor loop on CPU for the 57M
+    memory slots; same update up to float rounding)."""
     return torch.optim.Adam(
         params, lr=stage_cfg.lr, eps=stage_cfg.eps, betas=(0.9, 0.999), fused=True
     )
@@ -262,6 +263,41 @@ def validate(stage: Stage, ctx: DistContext, train_cfg, batch_size: int) -> floa
     return total / max(count, 1)
 
 
+# Stage settings that may change when a stage is resumed: how long and how often to save.
+RESUMABLE_KEYS = ("num_epochs", "ckpt_every", "num_workers", "patience")
+
+
+def resume_changes(made_with: dict, cfg, stage_name: str) -> list[str]:
+    """The training settings of `stage_name` (its section except RESUMABLE_KEYS, the losses,
+    the seed and the validation split) that differ between a checkpoint's config and `cfg`."""
+
+    def settings(config) -> dict:
+        config = config.to_dict() if hasattr(config, "to_dict") else config
+        stage = {k: v for k, v in config[stage_name].items() if k not in RESUMABLE_KEYS}
+        train = config["train"]
+        return {
+            stage_name: stage,
+            "loss": config["loss"],
+            "seed": config["seed"],
+            "train.val_videos": train.get("val_videos", []),
+            "train.val_max_cubes": train.get("val_max_cubes", 0),
+        }
+
+    old, new = settings(made_with), settings(cfg)
+    changed = []
+    for section in new:
+        a, b = old[section], new[section]
+        if isinstance(b, dict):
+            changed += [
+                f"{section}.{k}: {a.get(k)!r} there, {b.get(k)!r} now"
+                for k in sorted(set(a) | set(b))
+                if a.get(k) != b.get(k)
+            ]
+        elif a != b:
+            changed.append(f"{section}: {a!r} there, {b!r} now")
+    return changed
+
+
 @dataclass
 class Progress:
     """Where a stage stands: epochs done, optimiser steps, the best selection value (validation
@@ -289,6 +325,13 @@ def _resume_state(
     ckpt = load_checkpoint(last, cfg, map_location=ctx.device)
     if ckpt["module"] != stage.kind:
         raise CheckpointError(f"{last} holds a {ckpt['module']} model, expected {stage.kind}")
+    changed = resume_changes(ckpt["config"], cfg, stage.name)
+    if changed:
+        raise CheckpointError(
+            f"cannot resume {last} with other training settings than it was made with: "
+            + "; ".join(changed)
+            + ". Use the settings it was made with (see its config.yaml), or another run_dir"
+        )
     stage.module.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
@@ -309,8 +352,15 @@ def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
 
     Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean validation
     error when the stage has a validation set, else lowest mean training loss of an epoch (no
-    test labels are used either way). Returns a summary dict.
+    test labels are used either way). Returns a summary dict. Rank 0 holds the run directory's
+    lock meanwhile, so a second run into the same directory is refused.
     """
+    lock = folder_lock(cfg.run_dir) if ctx.is_main else contextlib.nullcontext()
+    with lock:
+        return _fit(stage, cfg, ctx, resume)
+
+
+def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
     logger = get_logger()
     stage_cfg = stage.stage_cfg
     module = stage.module.to(ctx.device)

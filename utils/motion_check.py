@@ -4,15 +4,15 @@ one input taken away, beside two model-free references.
     python -m utils.motion_check --run runs/ped2_cpu [--split testing] [--num-cubes 256]
                                  [--all-epochs]
 
-Every row is the S_p of SPEC 6 (squared error summed over 3 x 32 x 32) against the target x5,
-mean and median over the cubes: the prediction as trained; with zero flows; with the flows of
+Every row is the S_p of docs/method.md §6 (squared error summed over 3 x 32 x 32) against the target
+x5, mean and median over the cubes: the prediction as trained; with zero flows; with the flows of
 another cube; without frame history (x1..x3 replaced by x4); then copying x4, and x4 moved by the
-true last flow (bilinear backward warp, the flow converted to crop pixels). A CVAE that uses
-motion gets much worse without its flows; one that ignores them does not. Float32, latents at the
-posterior mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can
-tell a stale check) to <run>/eval/motion_check_<split>.json. --all-epochs checks every
-epoch_NNN.pth of the final stage (train.keep_epochs) instead: does the use of flows grow with
-training? It writes <run>/eval/motion_epochs_<split>.json.
+true last flow (bilinear backward warp, the flow converted to crop pixels). A CVAE that uses motion
+gets much worse without its flows; one that ignores them does not. Float32, latents at the posterior
+mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can tell a stale
+check) to <run>/eval/motion_check_<split>.json. --all-epochs checks every epoch_NNN.pth of the final
+stage (train.keep_epochs) instead: does the use of flows grow with training? It writes
+<run>/eval/motion_epochs_<split>.json.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
 from utils.checkpoint import checkpoint_identity, stage_dir
+from utils.cli import run_cli
 from utils.config import load_config
 from utils.detector import load_run, run_config_path
 from utils.io import write_json
@@ -177,4 +178,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "utils.motion_check")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from models import ScoringModel, object_scores, scoring_model
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.io import read_json, write_json, write_npz
 from utils.misc import get_logger, seed_everything
-from utils.scoring import border_statistics, touches_border
+from utils.scoring import border_statistics, check_finite, touches_border
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
@@ -144,6 +145,8 @@ def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple
     s_r, s_p = collect_object_scores(
         model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
     )
+    # before anything is cached: a NaN here would poison the statistics for good
+    check_finite(s_r, s_p, dataset.video_idx, dataset.frame_idx, dataset.videos, "training cubes")
     objects = {
         "s_r": s_r,
         "s_p": s_p,
@@ -176,9 +179,16 @@ def cached_statistics(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
     path = stats_path(cfg, ckpt_path)
     if not path.is_file():
         return None
-    stored = read_json(path)
+    try:
+        stored = read_json(path)
+    except ValueError as err:
+        get_logger().warning(f"{err}; recomputing the training statistics")
+        return None
     if stored.get("checkpoint") != stats_identity(cfg, ckpt, device):
         get_logger().info(f"{path} belongs to another checkpoint or test mode")
+        return None
+    if not all(np.isfinite(float(stored.get(k, np.nan))) for k in STAT_KEYS):
+        get_logger().warning(f"{path} holds non-finite statistics; recomputing them")
         return None
     return dict(stored, cached=True)
 
@@ -197,16 +207,20 @@ def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict
 
 
 def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
-    """The per-object training errors cached for this checkpoint and test mode, else None."""
+    """The per-object training errors cached for this checkpoint and test mode, else None (also
+    for a truncated or damaged file, which is then recomputed by the caller)."""
     path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        if str(data["identity"]) != json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True):
-            return None
-        if any(k not in data for k in OBJECT_KEYS):  # written before boxes were kept
-            return None
-        return {k: data[k] for k in OBJECT_KEYS}
+    identity = json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["identity"]) != identity or any(k not in data for k in OBJECT_KEYS):
+                return None  # another checkpoint, or written before boxes were kept
+            return {k: data[k] for k in OBJECT_KEYS}
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
+        get_logger().warning(f"{path} is truncated or damaged ({err}); recomputing it")
+        return None
 
 
 def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:

@@ -19,12 +19,13 @@ from pathlib import Path
 import yaml
 
 from datasets.frames import list_videos
+from utils.cli import run_cli
 from utils.config import as_config
 from utils.io import atomic_write_text, read_json
 from utils.object_errors import stages_for
 from utils.plots import plot_frames_with_boxes
 
-# Published Ped2 micro AUROC (%) per config name (SPEC 7): (table and row, value).
+# Published Ped2 micro AUROC (%) per config name (docs/method.md §7): (table and row, value).
 PAPER_PED2 = {
     "ped2_cpu": ("Table 1 / Table 2 hybrid, HF2-VAD", 99.31),
     "ped2_cpu_memae": ("Table 2, ML-MemAE-SC 3 memories", 98.81),
@@ -392,7 +393,7 @@ TABLE2 = [
 TABLE3 = ["ped2_cpu_recon1", "ped2_cpu_recon2", "ped2_cpu_recon3", "ped2_cpu"]
 VARIANTS = [  # (row, result folder): our own choices, each beside the CPU schedule
     ("HF2-VAD (the headline run), flow in Ped2's own pixels", "ped2_cpu"),
-    ("flow in the authors' units (1024x768 pixels, SPEC 2.2)", "ped2_cpu_flow_units"),
+    ("flow in the authors' units (pixels of 1024x768 frames)", "ped2_cpu_flow_units"),
 ]
 
 
@@ -561,4 +562,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, "utils.report")

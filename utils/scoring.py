@@ -1,4 +1,4 @@
-"""Frame-level anomaly scores and AUROC with the paper's protocol (SPEC 6).
+"""Frame-level anomaly scores and AUROC with the paper's protocol (docs/method.md §6).
 
 Object scores S_r (flow reconstruction error) and S_p (frame prediction error) are z-normalised with
 training statistics and fused; a frame's score is the maximum over *all* its objects; a frame
@@ -21,6 +21,26 @@ from scipy.ndimage import gaussian_filter1d, median_filter
 from sklearn.metrics import roc_auc_score
 
 SMOOTHING_MODES = ("medfilt", "median", "gaussian", "none")
+
+
+def check_finite(
+    s_r: np.ndarray, s_p: np.ndarray, video_idx, frame_idx, videos: Sequence[str], source: str
+) -> None:
+    """A NaN or infinite object error is an error naming the video, frame and object (a frame
+    score built from it would silently leave the ROC)."""
+    bad = np.flatnonzero(~(np.isfinite(s_r) & np.isfinite(s_p)))
+    if bad.size:
+        i = int(bad[0])
+        video = videos[int(video_idx[i])]
+        same_frame = (np.asarray(video_idx) == video_idx[i]) & (
+            np.asarray(frame_idx) == frame_idx[i]
+        )
+        k = int(np.flatnonzero(same_frame).tolist().index(i))
+        raise ValueError(
+            f"{source}: non-finite object error (S_r {s_r[i]}, S_p {s_p[i]}) in video {video}, "
+            f"frame {int(frame_idx[i])}, object {k} of that frame ({bad.size} such object(s) in "
+            "all); check that frame's cube (its flows or frames) or the model"
+        )
 
 
 def touches_border(boxes: np.ndarray, frame_size: Sequence[int], margin: float) -> np.ndarray:

@@ -1,0 +1,45 @@
+"""How entry scripts end: an expected error (bad input, config, checkpoint or data) is one line
+on stderr and exit status 2; the full traceback only with `--debug` or HF2VAD_DEBUG=1."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from utils.checkpoint import CheckpointError
+from utils.io import LockedError
+
+# Errors that the project raises with a message meant for the user (ConfigError, DetectError
+# and the data errors are ValueErrors; missing files FileNotFoundError; a NaN loss
+# FloatingPointError). Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    CheckpointError,
+    LockedError,
+    FloatingPointError,
+    OSError,
+)
+
+
+def debugging(argv: list[str] | None = None) -> bool:
+    """True with `--debug` on the command line or HF2VAD_DEBUG set (not 0)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get("HF2VAD_DEBUG", "0") not in ("", "0")
+
+
+def run_cli(main: Callable[[], object], prog: str | None = None) -> None:
+    """Run an entry script's main(); expected errors become one line and exit status 2,
+    Ctrl-C exit status 130."""
+    prog = prog or os.path.basename(sys.argv[0])
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except EXPECTED_ERRORS as err:
+        if debugging():
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
