@@ -271,3 +271,25 @@ def test_preprocessing_errors_are_one_line():
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith("pre_process.run: error: unknown split(s) ['x']")
+
+
+# also: frames far from the training size ---------------------------------------------------
+def test_frames_far_larger_than_the_training_frames_are_warned_about(tmp_path):
+    import logging
+
+    from datasets.frames import Video
+    from utils.detect import warn_frame_size
+    from utils.misc import get_logger
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    get_logger().addHandler(handler)
+    try:
+        warn_frame_size(Video("big", tmp_path / "big.mp4", (), 0, 10, (3000, 4000)), (240, 360))
+        warn_frame_size(Video("ok", tmp_path / "ok.mp4", (), 0, 10, (480, 640)), (240, 360))
+    finally:
+        get_logger().removeHandler(handler)
+    assert len(records) == 1
+    text = records[0].getMessage()
+    assert "3000x4000 are 1.4e+02x the pixels" in text and "3.4 GiB of memory" in text

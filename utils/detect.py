@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
 from pre_process.stream import StreamFrame, stream_cubes
 from utils.checkpoint import checkpoint_identity
@@ -59,7 +60,7 @@ from utils.detect_thresholds import (
     far_threshold,
 )
 from utils.detector import DetectError, Detector, load_detector
-from utils.io import write_json
+from utils.io import read_json, write_json
 from utils.misc import get_logger
 from utils.scoring import smooth
 
@@ -115,6 +116,37 @@ def limit_frames(video: Video, max_frames: int) -> Video:
     )
 
 
+# Peak memory of the streaming pipeline per frame pixel, measured on 4000x3000 frames (3.5 GB).
+BYTES_PER_PIXEL = 300
+
+
+def training_frame_size(det: Detector) -> tuple[int, int] | None:
+    """(height, width) of the run's training frames, when its training cubes are at hand."""
+    manifest = cube_dir(det.cfg, det.cfg.data.train_split) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    size = read_json(manifest).get("frame_size")
+    return tuple(size) if size else None
+
+
+def warn_frame_size(video: Video, trained: tuple[int, int] | None, factor: float = 4.0) -> None:
+    """A warning when the video's frames have far more or fewer pixels than the training
+    frames: boxes, flows and cubes are made at the video's own size, so objects look different
+    to the model, and large frames cost memory and time."""
+    if trained is None:
+        return
+    pixels = video.frame_size[0] * video.frame_size[1]
+    ratio = pixels / (trained[0] * trained[1])
+    if 1 / factor <= ratio <= factor:
+        return
+    get_logger().warning(
+        f"{video.source}: frames of {video.frame_size[0]}x{video.frame_size[1]} are {ratio:.2g}x "
+        f"the pixels of the training frames ({trained[0]}x{trained[1]}); objects will look "
+        f"different to the model (resize the input to about the training size), and scoring "
+        f"needs about {pixels * BYTES_PER_PIXEL / 2**30:.1f} GiB of memory"
+    )
+
+
 def detect_video(
     det: Detector,
     video: Video,
@@ -128,6 +160,7 @@ def detect_video(
     annotated.mp4} (and intermediate/ when asked). Returns the scores.json content."""
     cfg = det.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
+    warn_frame_size(video, training_frame_size(det))
     cube_cfg, flow_cfg = cfg.preprocess.cubes, cfg.preprocess.flow
     stream = stream_cubes(
         video.frames(),
