@@ -33,7 +33,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default=None, help="output folder (default: <run>/detect)")
     limit = parser.add_mutually_exclusive_group()
-    limit.add_argument("--threshold", type=float, help="anomalous when smoothed score > this")
+    limit.add_argument(
+        "--threshold",
+        type=float,
+        help="anomalous when the smoothed score > this (without --threshold or --far no frame "
+        "is called anomalous: scores are written, but no 'anomalous' column or intervals)",
+    )
     limit.add_argument(
         "--far",
         type=float,

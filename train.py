@@ -26,7 +26,7 @@ from utils.checkpoint import load_checkpoint, restore_model, stage_dir
 from utils.cli import run_cli
 from utils.config import add_config_args, load_config
 from utils.engine import Stage, autocast, cleanup_distributed, fit, setup_distributed, to_device
-from utils.misc import get_logger, seed_everything
+from utils.misc import seed_everything
 from utils.plots import tensorboard_grid
 
 
@@ -44,17 +44,17 @@ def check_stage(cfg, stage: int) -> None:
         )
 
 
-def _init_weights(cfg, model, stage: int) -> None:
+def _init_weights(cfg, model, stage: int) -> str:
     """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid; `train.stage1_from` when set), stage 3
     from stage 2's whole model."""
     if stage == 2 and model.memae is None:
-        return
+        return ""
     path = stage_dir(cfg, stage - 1) / f"{cfg.train.init_from}.pth"
     if stage == 2 and cfg.train.stage1_from:
         path = Path(cfg.train.stage1_from)
     ckpt = load_checkpoint(path, cfg)
     restore_model(model, ckpt, path)
-    get_logger().info(f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})")
+    return f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})"
 
 
 def image_grid(batch, out):
@@ -106,7 +106,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
-    _init_weights(cfg, model, stage)
+    init_note = _init_weights(cfg, model, stage)
     loss_cfg = cfg.loss.to_dict()
     if stage == 2:
         model.set_memae_frozen(True)
@@ -143,6 +143,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         image_grid,
         val_dataset,
         val_fn,
+        init_note,
     )
     return fit(run, cfg, ctx, resume=resume)
 
@@ -150,7 +151,13 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_config_args(parser)
-    parser.add_argument("--stage", type=int, required=True, choices=(2, 3))
+    parser.add_argument(
+        "--stage",
+        type=int,
+        required=True,
+        choices=(2, 3),
+        help="2: the CVAE, with stage 1's ML-MemAE-SC frozen; 3: both fine-tuned together",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from stageN/last.pth")
     args = parser.parse_args()
     cfg = load_config(args.cfg, args.overrides)

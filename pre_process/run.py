@@ -26,7 +26,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from datasets import synthetic
 from datasets.frames import Video, list_videos
@@ -38,7 +37,7 @@ from utils.checkpoint import hashed_settings
 from utils.cli import run_cli
 from utils.config import Config, add_config_args, load_config, save_config
 from utils.io import npy_complete, read_json, write_json
-from utils.misc import get_logger, resolve_device
+from utils.misc import get_logger, progress_bar, resolve_device
 
 log = get_logger()
 
@@ -181,7 +180,7 @@ def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
     if workers > 0 and len(args) > 1:
         with (
             ProcessPoolExecutor(workers) as pool,
-            tqdm(total=total, desc=desc, unit="frame") as bar,
+            progress_bar(total=total, desc=desc, unit="frame") as bar,
         ):
             futures = [pool.submit(job, *a) for a in args]
             for a, future in zip(args, futures):
@@ -189,7 +188,7 @@ def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
                 bar.update(a[0].num_frames)
         return
     tool = make_tool(*tool_args)
-    with tqdm(total=total, desc=desc, unit="frame") as bar:
+    with progress_bar(total=total, desc=desc, unit="frame") as bar:
         for a in args:
             yield job(*a, tool, bar.update)
 
@@ -229,7 +228,7 @@ def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tupl
     if len(sizes) > 1:  # allowed (boxes are per video) but worth knowing
         log.info(f"{split}: videos have different frame sizes {sorted(sizes)}")
     total = sum(v.num_frames for v in videos)
-    with tqdm(total=total, desc=f"{split} cubes", unit="frame") as bar:
+    with progress_bar(total=total, desc=f"{split} cubes", unit="frame") as bar:
         count = write_split_cubes(
             out_dir,
             videos,
@@ -291,11 +290,18 @@ def format_summary(summary: dict) -> str:
             f"{s['boxes_per_frame']:>8.2f}{s['cubes']:>8}{sec['boxes']:>9.1f}"
             f"{sec['flows']:>9.1f}{sec['cubes']:>9.1f}"
         )
-    lines.append(
-        f"total {summary['seconds']:.1f} s, {summary['frames_per_second']:.1f} frames/s "
-        f"(steps skipped when cached: see 'computed' in preprocess_summary.json)"
-    )
+    lines.append(_total_line(summary))
     return "\n".join(lines)
+
+
+def _total_line(summary: dict) -> str:
+    computed = any(any(s["computed"].values()) for s in summary["splits"].values())
+    if not computed:
+        return f"every step was cached and up to date ({summary['seconds']:.1f} s)"
+    return (
+        f"total {summary['seconds']:.1f} s, {summary['frames_per_second']:.1f} frames/s "
+        "(steps skipped when cached: see 'computed' in preprocess_summary.json)"
+    )
 
 
 def run_preprocess(cfg, splits=None) -> dict:

@@ -5,7 +5,7 @@
 # Finished stages and cached statistics are skipped, so an interrupted run can be restarted.
 set -euo pipefail
 
-ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
+ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_fast ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
      ped2_cpu_stochastic ped2_cpu_hybrid_memae2 ped2_cpu_hybrid_memae_plain
      ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3 ped2_cpu_flow_units
      ped2_cpu_cvae_long)
@@ -24,6 +24,7 @@ run_one() {
         return
     fi
     python run_pipeline.py --cfg cfgs/$name.yaml
+    python -m tools.pasted_standin --run runs/$name  # appearance anomalies at walking speed
     if [[ $(setting "$name" model.type) =~ ^(hybrid|cvae)$ ]]; then  # does the CVAE use flows?
         python -m utils.motion_check --run runs/$name
         if [[ $(setting "$name" train.keep_epochs) == True ]]; then

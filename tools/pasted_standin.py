@@ -11,7 +11,7 @@ Every copy is scored with the run through `detect` (boxes -> flow -> cubes -> mo
 for any user video), and the micro AUROC of the fused score and of each branch is computed over
 all stand-in videos with the run's training statistics and smoothing:
 
-    python -m tools.pasted_standin --run runs/ped2_cpu [--out results/ped2_cpu/standin.json]
+    python -m tools.pasted_standin --run runs/ped2_cpu     # writes runs/ped2_cpu/eval/standin.json
 
 This is development data that may be looked at (`--preview` writes a strip of pasted frames);
 the Ped2 test videos are never used.
@@ -208,7 +208,7 @@ def write_preview(items: list[tuple[Path, np.ndarray, str]], path: Path) -> None
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
-    parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/standin.json)")
+    parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/eval/standin.json)")
     parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
     parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
     args = parser.parse_args(argv)
@@ -216,7 +216,7 @@ def main(argv=None) -> None:
     work = args.work or args.run / "standin"
     items = make_standin(cfg, work / "frames")
     result = score_standin(args.run, items, work / "scores", score_weights(cfg))
-    write_json(args.out or args.run / "standin.json", result)
+    write_json(args.out or args.run / "eval" / "standin.json", result)
     if args.preview:
         write_preview(items, args.preview)
     for name, s in result["scores"].items():

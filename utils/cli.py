@@ -33,6 +33,8 @@ def run_cli(main: Callable[[], object], prog: str | None = None) -> None:
     """Run an entry script's main(); expected errors become one line and exit status 2,
     Ctrl-C exit status 130."""
     prog = prog or os.path.basename(sys.argv[0])
+    if "--quiet" in sys.argv[1:]:
+        os.environ["HF2VAD_QUIET"] = "1"  # read by utils.misc.progress_bars_wanted
     try:
         main()
     except KeyboardInterrupt:

@@ -195,7 +195,12 @@ def save_config(cfg: dict, path: str | os.PathLike) -> None:
 
 def add_config_args(parser) -> None:
     """The `--cfg PATH` option and free `key=value` overrides that every script takes."""
-    parser.add_argument("--cfg", required=True, help="experiment YAML, e.g. cfgs/ped2.yaml")
+    parser.add_argument(
+        "--cfg",
+        required=True,
+        help="experiment YAML, e.g. cfgs/ped2.yaml; outputs go to its run_dir (override with "
+        "run_dir=PATH)",
+    )
     parser.add_argument(
         "overrides", nargs="*", help="dotted overrides of the config, e.g. seed=1 eval.w_p=0.5"
     )

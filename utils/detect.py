@@ -38,7 +38,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
@@ -61,7 +60,7 @@ from utils.detect_thresholds import (
 )
 from utils.detector import DetectError, Detector, load_detector
 from utils.io import read_json, write_json
-from utils.misc import get_logger
+from utils.misc import get_logger, progress_bar
 from utils.scoring import smooth
 
 FORMAT = "hf2vad-detect-1"
@@ -199,7 +198,7 @@ def detect_video(
             streamed_file(out_dir / "objects.csv") as objects_path,
             VideoAnnotator(video_path, fps, video.frame_size, colour_scale) as ann,
             ObjectsCsv(objects_path) as objects,
-            tqdm(
+            progress_bar(
                 total=video.num_frames, desc=video.name, unit="frame", disable=not progress
             ) as bar,
         ):

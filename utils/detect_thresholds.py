@@ -52,7 +52,7 @@ def far_threshold(det: Detector, far: float) -> Threshold:
         )
         return Threshold(value, "normal_approximation", far, note=note)
     scores = training_frame_scores(det, objects)
-    value = float(np.quantile(scores, 1 - far, method="higher"))
+    value = far_quantile(scores, far)
     return Threshold(
         value,
         "training_frames",
@@ -61,6 +61,15 @@ def far_threshold(det: Detector, far: float) -> Threshold:
         note=f"quantile of the smoothed scores of {len(scores)} training frames (seen in "
         "training: expect more false alarms on new normal footage)",
     )
+
+
+def far_quantile(scores: np.ndarray, far: float) -> float:
+    """The lowest training score that at most a fraction `far` of the training frames exceed
+    (`score > threshold` is anomalous). Smoothed scores have plateaus of equal values, so a
+    plain quantile can leave far fewer frames above it than asked for."""
+    values = np.unique(scores)  # sorted
+    above = len(scores) - np.searchsorted(np.sort(scores), values, side="right")
+    return float(values[np.argmax(above <= far * len(scores) + 1e-9)])
 
 
 def training_frame_scores(det: Detector, objects: dict[str, np.ndarray]) -> np.ndarray:

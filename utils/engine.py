@@ -28,12 +28,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import save_config
 from utils.io import folder_lock
-from utils.misc import get_logger, resolve_device, seed_everything, seed_worker
+from utils.misc import (
+    get_logger,
+    progress_bar,
+    progress_bars_wanted,
+    resolve_device,
+    seed_everything,
+    seed_worker,
+)
 
 # loss_fn(train_module, batch) -> (named loss terms including "total", model outputs)
 LossFn = Callable[[nn.Module, dict], tuple[dict[str, torch.Tensor], dict]]
@@ -177,6 +183,7 @@ class Stage:
     image_fn: ImageFn
     val_dataset: Dataset | None = None
     val_fn: ValFn | None = None
+    init_note: str = ""  # where the weights come from, logged when training starts afresh
 
 
 def _all_reduce_sums(sums: dict[str, torch.Tensor], count: int, device) -> dict[str, float]:
@@ -208,14 +215,16 @@ def train_one_epoch(
     sums: dict[str, torch.Tensor] = {}
     count = 0
     num_epochs = stage.stage_cfg.num_epochs
-    bar = tqdm(
+    bar = progress_bar(
         loader,
         desc=f"{stage.name} {epoch + 1}/{num_epochs}",
         disable=not ctx.is_main,
         leave=False,
         dynamic_ncols=True,
     )
-    for batch in bar:
+    # without progress bars (a log file), four lines per epoch say how it goes
+    report_every = 0 if progress_bars_wanted() else max(1, len(loader) // 4)
+    for i, batch in enumerate(bar, start=1):
         batch = to_device(batch, ctx.device)
         with autocast(ctx.device, train_cfg):
             losses, out = stage.loss_fn(train_module, batch)
@@ -241,6 +250,11 @@ def train_one_epoch(
             writer.add_image("objects", stage.image_fn(batch, out), step)
         if ctx.is_main:
             bar.set_postfix(loss=f"{total.item():.4g}")
+            if report_every and i % report_every == 0 and i < len(loader):
+                get_logger().info(
+                    f"{stage.name} {epoch + 1}/{num_epochs}: step {i}/{len(loader)}, "
+                    f"loss {total.item():.4g}"
+                )
     return _all_reduce_sums(sums, count, ctx.device), step
 
 
@@ -371,10 +385,12 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
     progress = _resume_state(stage, cfg, ctx, optimizer, scheduler, scaler, resume)
     if progress.epoch >= stage_cfg.num_epochs or progress.stopped_early:
         why = "stopped early" if progress.stopped_early else "already trained"
-        logger.info(f"{stage.name}: {why} after {progress.epoch} epochs, nothing to do")
+        logger.info(f"{stage.name}: {why} after {_epochs(progress.epoch)}, nothing to do")
         return {"epochs": progress.epoch, "best_loss": progress.best, "seconds": 0.0}
     if progress.epoch:
         logger.info(f"{stage.name}: resuming after epoch {progress.epoch} (step {progress.step})")
+    elif stage.init_note:
+        logger.info(stage.init_note)
     train_module = module
     if ctx.distributed:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -390,8 +406,8 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
     val_text = f", {len(stage.val_dataset)} validation cubes" if stage.val_dataset else ""
     logger.info(
         f"{stage.name}: {len(stage.dataset)} cubes{val_text}, "
-        f"{sum(p.numel() for p in params):,} trained parameters, up to {stage_cfg.num_epochs} "
-        f"epochs, {ctx.device}, {ctx.world_size} process(es)"
+        f"{sum(p.numel() for p in params):,} trained parameters, up to "
+        f"{_epochs(stage_cfg.num_epochs)}, {ctx.device}, {ctx.world_size} process(es)"
     )
     started = time.time()
     for epoch in range(progress.epoch, stage_cfg.num_epochs):
@@ -436,7 +452,7 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
         barrier()
         if progress.stopped_early:
             logger.info(
-                f"{stage.name}: no validation improvement for {stage_cfg.patience} epochs, "
+                f"{stage.name}: no validation improvement for {_epochs(stage_cfg.patience)}, "
                 f"stopping; best epoch {progress.best_epoch}"
             )
             break
@@ -448,6 +464,10 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
         "best_epoch": progress.best_epoch,
         "seconds": time.time() - started,
     }
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def _update_progress(progress: Progress, done: int, value: float) -> None:

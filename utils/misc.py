@@ -43,6 +43,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def progress_bars_wanted() -> bool:
+    """Progress bars on an interactive terminal only (a log file gets the per-epoch and
+    per-step lines, not thousands of bar updates); HF2VAD_QUIET=1 or --quiet turns them off."""
+    if os.environ.get("HF2VAD_QUIET", "0") not in ("", "0"):
+        return False
+    return sys.stderr.isatty()
+
+
+def progress_bar(iterable=None, disable: bool = False, **kwargs):
+    """tqdm, shown only where `progress_bars_wanted` (and not `disable`)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, disable=disable or not progress_bars_wanted(), **kwargs)
+
+
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", 0)) == 0
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from datasets import open_cubes
 from models import ScoringModel, object_scores, scoring_model
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.io import read_json, write_json, write_npz
-from utils.misc import get_logger, seed_everything
+from utils.misc import get_logger, progress_bar, seed_everything
 from utils.scoring import border_statistics, check_finite, touches_border
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
@@ -116,7 +115,7 @@ def collect_object_scores(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     s_r, s_p = [], []
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+    for batch in progress_bar(loader, desc=desc, leave=False, dynamic_ncols=True):
         out = model(batch["frames"].to(device), batch["flows"].to(device))
         r, p = object_scores(out)
         s_r.append(r.double().cpu().numpy())
