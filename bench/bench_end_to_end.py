@@ -9,7 +9,8 @@ scores the first --max-frames frames of a Ped2 test video: decoding, foreground 
 cubes, the model in batches of eval.batch_size, fusion, smoothing and every output file
 (scores.csv/json, objects.csv, curve.png, annotated.mp4). Each variant is the run's config plus
 --set overrides: "float32" as configured, "low precision" adds eval.bf16_cpu=true (CPU) or
-eval.amp=true (CUDA). Data come from data.root (../shared/data); absent data -> a message, exit 0.
+eval.amp=true (CUDA). Data come from data.root (data/, or $HF2VAD_DATASETS); absent data: a
+message, exit 0.
 With --run RUN_DIR a trained run is scored instead (its own precision; its training statistics
 must exist, e.g. after eval.py), once as is and once with every memory slot read (the sparse read
 off): random weights use every slot, so only trained weights show what the sparse read saves.

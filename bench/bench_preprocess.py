@@ -9,7 +9,7 @@ preprocess.boxes.detector is set and its weights exist), flow with each estimato
 offline (DIS at every preset, Farneback; RAFT only when its weights are found), cubes (crops of 5
 frames and 4 flows per box, from DIS flows stored in preprocess.flow.dtype). "stream" is the whole
 of it in one pass as detect.py runs it (pre_process/stream.py: decode, boxes, DIS, cubes).
-Data come from data.root (../shared/data); the benchmark exits with a message when absent.
+Data come from data.root (data/, or $HF2VAD_DATASETS); without them the benchmark says so.
 """
 
 from __future__ import annotations

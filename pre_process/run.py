@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets import synthetic
-from datasets.frames import Video, list_videos
+from datasets.frames import Video, list_videos, split_dir
 from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
 from pre_process.cubes import CUBE_ARRAYS, write_split_cubes
@@ -310,6 +310,13 @@ def run_preprocess(cfg, splits=None) -> dict:
     splits = tuple(splits or (cfg.data.train_split, cfg.data.test_split))
     tic = time.time()
     ensure_dataset(cfg)
+    for split in splits:  # before anything is written: missing data leaves no cache behind
+        folder = split_dir(cfg.data, split)
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"no {split} data at {folder}: put the dataset under data.root "
+                f"({cfg.data.root}), or point data.root (or $HF2VAD_DATASETS) at its folder"
+            )
     cache = Path(cfg.data.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cache / "config.yaml")

@@ -4,6 +4,7 @@
 #   bash results/run_ped2_cpu.sh [name ...]     (default: all, in the order below)
 # Finished stages and cached statistics are skipped, so an interrupted run can be restarted.
 set -euo pipefail
+export HF2VAD_DATASETS="${HF2VAD_DATASETS:-../shared/data}"  # where Ped2 is (data.root)
 
 ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_fast ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
      ped2_cpu_stochastic ped2_cpu_hybrid_memae2 ped2_cpu_hybrid_memae_plain

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from data_paths import PED2
 
 from datasets import CubeDataset
 from datasets.cubes import CUBE_ARRAYS, cube_dir
@@ -35,7 +36,7 @@ from utils.io import write_json
 from utils.object_errors import collect_object_scores, stats_path
 from utils.scoring import smooth, video_frame_scores
 
-PED2_VIDEO = Path("../shared/data/ped2/testing/frames/01")
+PED2_VIDEO = PED2 / "testing" / "frames" / "01"
 TINY_MODEL = [
     "model.memae.feature_root=4",
     "model.memae.num_slots=16",
@@ -109,7 +110,9 @@ def read_video_file(path: Path) -> list[np.ndarray]:
 # Streaming equals the offline pipeline
 
 
-@pytest.mark.skipif(not PED2_VIDEO.is_dir(), reason="Ped2 data not available (../shared/data)")
+@pytest.mark.skipif(
+    not PED2_VIDEO.is_dir(), reason=f"Ped2 data absent ({PED2}; set HF2VAD_DATASETS)"
+)
 def test_ped2_stream_equals_offline_cubes_and_eval_scores(tiny_run, tmp_path):
     """First 40 frames of Ped2 test video 01: the same boxes, flows and crops as pre_process,
     and the same object and frame scores as eval.py's functions on those cubes."""

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_paths import MNIST
 
 from datasets.mnist import load_mnist_split, read_idx
-
-MNIST = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -40,7 +39,7 @@ def test_bad_files(tmp_path):
         load_mnist_split(tmp_path)
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist is absent")
+@pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST data absent ({MNIST}; set HF2VAD_DATASETS)")
 def test_real_mnist_split():
     split = load_mnist_split(MNIST)
     assert split["test_images"].shape == (3000, 32, 32)

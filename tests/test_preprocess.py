@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from data_paths import PED2
 
 from datasets import CubeDataset, cube_dir, open_cubes
 from datasets.frames import list_videos
@@ -26,7 +27,6 @@ from utils.checkpoint import CheckpointError, fingerprints
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
-PED2 = REPO.parent / "shared" / "data" / "ped2"
 
 
 @pytest.fixture(autouse=True)

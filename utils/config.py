@@ -139,10 +139,18 @@ def _nest(keys: list[str], value: Any) -> dict:
     return out
 
 
+DATASETS_ENV = "HF2VAD_DATASETS"  # where the datasets are, when not in data/ of the clone
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Defaults, then the `_base_` chain of `path`, then command-line overrides."""
+    """Defaults (data roots from $HF2VAD_DATASETS when set), then the `_base_` chain of `path`,
+    then command-line overrides."""
     cfg = _read_yaml(DEFAULTS_PATH)
     cfg.pop(BASE_KEY, None)
+    datasets = os.environ.get(DATASETS_ENV)
+    if datasets:
+        cfg["data"]["root"] = datasets
+        cfg["mnist"]["root"] = str(Path(datasets) / "mnist")
     if path is not None:
         for layer in _resolve_chain(Path(path)):
             _merge(cfg, layer)
