@@ -93,22 +93,55 @@ class VideoAnnotator:
         """Annotate one RGB uint8 frame [H, W, 3] and append it."""
         image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
         scale = max(1, round(min(self.height, self.width) / 240))  # lines and text grow with size
-        for box, score in zip(boxes, object_scores):
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            colour = score_colour(score, self.colour_scale)
+        placed: list[tuple[int, int, int, int]] = []  # label rectangles drawn so far
+        order = np.argsort(-np.asarray(object_scores, dtype=np.float64))  # highest first
+        for k in order:
+            x1, y1, x2, y2 = (int(round(v)) for v in boxes[k])
+            colour = score_colour(object_scores[k], self.colour_scale)
             cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), colour, scale)
-            cv2.putText(image, f"{score:.1f}", (x1, max(y1 - 2, 8)), FONT, 0.3 * scale, colour)
+            self._label(image, f"{object_scores[k]:.1f}", (x1, y1, x2, y2), colour, scale, placed)
         self._banner(image, index, raw, smoothed, threshold, scale)
         self.writer.write(image)
 
+    def _label(self, image, text, box, colour, scale, placed) -> None:
+        """The score above its box, else below it; left out where it would overlap another
+        label (the higher scores are drawn first, so they keep theirs)."""
+        (w, h), _ = cv2.getTextSize(text, FONT, 0.3 * scale, 1)
+        x1, y1, _, y2 = box
+        x = int(np.clip(x1, 0, max(image.shape[1] - w, 0)))
+        for y in (y1 - 2, y2 + h + 2):
+            rect = (x, y - h, x + w, y)
+            inside = rect[1] >= 0 and rect[3] <= image.shape[0]
+            free = all(
+                rect[2] < r[0] or r[2] < rect[0] or rect[3] < r[1] or r[3] < rect[1] for r in placed
+            )
+            if inside and free:
+                cv2.putText(image, text, (x, y), FONT, 0.3 * scale, colour)
+                placed.append(rect)
+                return
+
     def _banner(self, image, index, raw, smoothed, threshold, scale) -> None:
+        """Frame number, time and scores on a black band; on two lines, in a smaller font if
+        needed, when the frame is too narrow for one."""
+        head = f"#{index} {index / self.fps:.1f}s"
         if np.isfinite(raw):
-            text = f"#{index} {index / self.fps:.1f}s score {raw:.2f} smoothed {smoothed:.2f}"
+            tail = f"score {raw:.2f} smoothed {smoothed:.2f}"
         else:
-            text = f"#{index} {index / self.fps:.1f}s not scored (first frames)"
+            tail = "not scored (first frames)"
         anomalous = threshold is not None and np.isfinite(smoothed) and smoothed > threshold
-        cv2.rectangle(image, (0, 0), (image.shape[1], 14 * scale), (0, 0, 0), -1)
-        cv2.putText(image, text, (2, 10 * scale), FONT, 0.35 * scale, (255, 255, 255))
+        width = image.shape[1] - 4
+        font = 0.35 * scale
+        lines = [f"{head} {tail}"]
+        if cv2.getTextSize(lines[0], FONT, font, 1)[0][0] > width:
+            lines = [head, tail]
+            while (
+                font > 0.25 and max(cv2.getTextSize(t, FONT, font, 1)[0][0] for t in lines) > width
+            ):
+                font *= 0.9
+        step = int(round(font / 0.35 * 12))
+        cv2.rectangle(image, (0, 0), (image.shape[1], step * len(lines) + 3), (0, 0, 0), -1)
+        for i, text in enumerate(lines):
+            cv2.putText(image, text, (2, step * (i + 1) - 2), FONT, font, (255, 255, 255))
         if anomalous:
             cv2.rectangle(image, (0, 0), (image.shape[1] - 1, image.shape[0] - 1), (0, 0, 255), 2)
             size = cv2.getTextSize("ANOMALY", FONT, 0.45 * scale, 1)[0]
@@ -162,8 +195,16 @@ def plot_score_curve(
     """curve.png: raw and smoothed frame scores over time, threshold and detected intervals."""
     fig, ax = plt.subplots(figsize=(8, 2.8))
     seconds = np.arange(len(raw)) / fps
-    for interval in intervals:
-        ax.axvspan(interval["start_s"], interval["end_s"], color="tab:red", alpha=0.18, linewidth=0)
+    for k, interval in enumerate(intervals):
+        label = "detected anomalous" if k == 0 else None  # one legend entry
+        ax.axvspan(
+            interval["start_s"],
+            interval["end_s"],
+            color="tab:orange",
+            alpha=0.25,
+            lw=0,
+            label=label,
+        )
     ax.plot(seconds, raw, color="tab:blue", alpha=0.35, linewidth=0.8, label="frame score")
     ax.plot(seconds, smoothed, color="tab:blue", linewidth=1.6, label="smoothed")
     if threshold is not None:

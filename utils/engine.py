@@ -242,11 +242,14 @@ def train_one_epoch(
         count += size
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach().double().cpu() * size
-        if writer is not None and step % train_cfg.log_every == 0:
+        # every loss term at a fixed step interval, and at least at the end of every epoch
+        last = i == len(loader)
+        if writer is not None and (step % train_cfg.log_every == 0 or last):
             for name, value in losses.items():
                 writer.add_scalar(f"loss/{name}", value.item(), step)
             writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
-        if writer is not None and (step % train_cfg.image_every == 0 or step == 1):
+        # images at a fixed interval, and at least once per epoch (short stages, e.g. stage 3)
+        if writer is not None and (step % train_cfg.image_every == 0 or last):
             writer.add_image("objects", stage.image_fn(batch, out), step)
         if ctx.is_main:
             bar.set_postfix(loss=f"{total.item():.4g}")

@@ -66,8 +66,9 @@ def plot_anomaly_curve(
     fig, ax = plt.subplots(figsize=(8, 2.6))
     frames = np.arange(len(raw))
     if labels is not None:
-        for first, last in _intervals(np.asarray(labels)):
-            ax.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.18, linewidth=0)
+        for k, (first, last) in enumerate(_intervals(np.asarray(labels))):
+            label = "labelled abnormal" if k == 0 else None  # one legend entry
+            ax.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.18, lw=0, label=label)
     ax.plot(frames, raw, color="tab:blue", alpha=0.35, linewidth=0.8, label="frame score")
     ax.plot(frames, smoothed, color="tab:blue", linewidth=1.6, label="smoothed")
     title = f"video {name}"
@@ -81,18 +82,28 @@ def plot_anomaly_curve(
     _save(fig, path)
 
 
+MIN_FLOW_SCALE = 0.5  # pixels per frame: the smallest flow magnitude shown at full colour
+
+
 def plot_object_grid(rows: Sequence[dict], title: str, path) -> None:
     """One row per object: true flow, reconstructed flow, true frame, predicted frame, error map.
 
     Each row: `flow` and `flow_recon` [32, 32, 2] (the last flow; recon may be None),
     `frame` and `frame_pred` [32, 32, 3] in [0, 1] (pred may be None), `caption` text.
-    Both flows of a row share one colour scale. The error map is the per-pixel squared frame
-    error summed over colours (or the flow error when there is no frame prediction).
+    Both flows of a row share one colour scale, the larger of their peak magnitudes and
+    MIN_FLOW_SCALE: the lowest-scoring objects barely move, and scaling their flows to their own
+    peak of a few hundredths of a pixel showed the decoder's faint high-frequency residue (well
+    under a tenth of a pixel) as a saturated checkerboard. The scale is printed in the caption.
+    The error map is the per-pixel squared frame error summed over colours (or the flow error
+    when there is no frame prediction).
     """
     columns = ["true flow", "recon. flow", "true frame", "pred. frame", "error map"]
-    fig, axes = plt.subplots(len(rows), 5, figsize=(7.5, 1.6 * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 5, figsize=(9, 1.7 * len(rows) + 0.4), squeeze=False)
     for r, row in enumerate(rows):
-        scale = float(np.sqrt((row["flow"] ** 2).sum(-1)).max())
+        peaks = [
+            np.sqrt((f**2).sum(-1)).max() for f in (row["flow"], row["flow_recon"]) if f is not None
+        ]
+        scale = float(max(*peaks, MIN_FLOW_SCALE))
         images = [flow_to_rgb(row["flow"], scale), None, row["frame"], row["frame_pred"], None]
         if row["flow_recon"] is not None:
             images[1] = flow_to_rgb(row["flow_recon"], scale)
@@ -112,7 +123,8 @@ def plot_object_grid(rows: Sequence[dict], title: str, path) -> None:
                 ax.imshow(np.clip(image, 0, 1))
             if r == 0:
                 ax.set_title(columns[c], fontsize=8)
-        axes[r, 0].set_ylabel(row["caption"], fontsize=6, rotation=0, ha="right", va="center")
+        caption = f"{row['caption']}\nflow scale {scale:.2g} px"
+        axes[r, 0].set_ylabel(caption, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
