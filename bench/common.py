@@ -82,6 +82,7 @@ def machine(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu": _cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -90,6 +91,22 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+# Instruction sets that decide which kernels run (bf16 and int8 matrix units, vector widths).
+CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")
+
+
+def cpu_flags() -> list[str]:
+    """Which of CPU_FLAGS this CPU has (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [flag for flag in CPU_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_model() -> str:
