@@ -51,7 +51,13 @@ def build_cvae(cvae_cfg: Mapping, frames_only: bool = False) -> CVAE | FrameVAE:
     )
     if frames_only:
         return FrameVAE(**common)
-    return CVAE(num_flows=int(get("num_flows")), **common)
+    skips = get("decoder_skips")
+    if not (isinstance(skips, list) and len(skips) == 2 and all(type(s) is bool for s in skips)):
+        raise ValueError(
+            "config key 'model.cvae.decoder_skips' must be two booleans (levels 1, 2), "
+            f"got {skips!r}"
+        )
+    return CVAE(num_flows=int(get("num_flows")), decoder_skips=tuple(skips), **common)
 
 
 def build_model(model_cfg: Mapping) -> HF2VAD:

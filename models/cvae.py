@@ -267,17 +267,28 @@ class Decoder(nn.Module):
     """From level 3 up: per level an up-sampler and two residual blocks with skips s_k_2, s_k_1
     from the posterior encoder; 1x1 conv to out_channels and sigmoid.
 
+    `skips` (levels 1, 2): False at a level drops that level's skips from the posterior encoder
+    (its blocks see only the up-sampled generator path), so the frame's detail at that
+    resolution cannot be copied from the input frames.
+
     forward(h [B, C3, H/4, W/4], features) -> [B, out_channels, H, W] in (0, 1).
     """
 
-    def __init__(self, channels: list[int], out_channels: int, dropout: float) -> None:
+    def __init__(
+        self,
+        channels: list[int],
+        out_channels: int,
+        dropout: float,
+        skips: tuple[bool, bool] = (True, True),
+    ) -> None:
         super().__init__()
+        self.skips = tuple(bool(s) for s in skips)
         self.ups = nn.ModuleList(
             [Upsample(channels[2], channels[1]), Upsample(channels[1], channels[0])]
         )
         self.blocks = nn.ModuleList(
-            nn.ModuleList(ResBlock(c, dropout, with_skip=True) for _ in range(2))
-            for c in (channels[1], channels[0])
+            nn.ModuleList(ResBlock(c, dropout, with_skip=skip) for _ in range(2))
+            for c, skip in ((channels[1], self.skips[1]), (channels[0], self.skips[0]))
         )
         self.out_proj = WNConv2d(channels[0], out_channels, 1)
 
@@ -285,7 +296,7 @@ class Decoder(nn.Module):
         self, h: torch.Tensor, features: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
         for up, (block2, block1), level in zip(self.ups, self.blocks, (2, 1)):
-            s1, s2 = features[level - 1]
+            s1, s2 = features[level - 1] if self.skips[level - 1] else (None, None)
             h = block1(block2(up(h), s2), s1)
         return torch.sigmoid(self.out_proj(h))
 
@@ -318,6 +329,7 @@ class CVAE(nn.Module):
         nf_start: int = 64,
         nf_max: int = 128,
         dropout: float = 0.1,
+        decoder_skips: tuple[bool, bool] = (True, True),
     ) -> None:
         super().__init__()
         channels = check_channels(nf_start, nf_max)
@@ -328,7 +340,7 @@ class CVAE(nn.Module):
         self.prior_encoder = Encoder(motion_in, nf_start, nf_max, dropout)
         self.posterior_head = PosteriorHead(channels[3], dropout)
         self.prior_generator = PriorGenerator(channels[3], dropout)
-        self.decoder = Decoder(channels, img_channels, dropout)
+        self.decoder = Decoder(channels, img_channels, dropout, decoder_skips)
 
     def forward(
         self, frames: torch.Tensor, flows: torch.Tensor, sample_latent: bool | None = None

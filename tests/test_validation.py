@@ -155,3 +155,28 @@ def test_border_objects_are_normalised_with_their_own_statistics():
     assert empty_frame_score(stats, 1.0, 0.1, grouped=True) == pytest.approx(expected)
     with pytest.raises(ValueError, match="too few"):
         border_statistics(s_r, s_p, np.arange(400) < 1, 1)
+
+
+@pytest.mark.parametrize("skips", [[True, True], [False, True], [False, False]])
+def test_cvae_decoder_skips_can_be_dropped(skips):
+    from models.builder import build_cvae
+
+    cfg = load_config("cfgs/ped2.yaml", [f"model.cvae.decoder_skips={skips}"])
+    cfg.model.cvae.nf_start, cfg.model.cvae.nf_max = 8, 16
+    cvae = build_cvae(cfg.model.cvae).eval()
+    frames, flows = torch.rand(2, 4, 3, 32, 32), torch.randn(2, 4, 2, 32, 32)
+    out = cvae(frames, flows)
+    assert out["frame_pred"].shape == (2, 3, 32, 32)
+    with_skip = [b.skip_proj is not None for b in cvae.decoder.blocks[1]]  # level 1 blocks
+    assert with_skip == [skips[0]] * 2
+
+
+def test_default_decoder_skips_keep_old_fingerprints():
+    from utils.checkpoint import fingerprints
+
+    cfg = load_config("cfgs/ped2_cpu.yaml")
+    before = fingerprints(cfg)["model"]
+    del cfg.model.cvae["decoder_skips"]  # a config from before the setting existed
+    assert fingerprints(cfg)["model"] == before
+    cfg.model.cvae["decoder_skips"] = [False, True]
+    assert fingerprints(cfg)["model"] != before

@@ -49,7 +49,10 @@ DATA_KEYS_HASHED = (
 # Settings added after results were published, with the value that keeps the behaviour from
 # before they existed: at that value a setting is left out of every fingerprint, so the caches
 # and checkpoints made before it was added stay valid.
-ADDED_SETTINGS = {"preprocess.flow": {"units_size": None}}
+ADDED_SETTINGS = {
+    "preprocess.flow": {"units_size": None},
+    "model.cvae": {"decoder_skips": [True, True]},
+}
 # Keys that say how fast things are made, not what they are.
 PREPROCESS_KEYS_IGNORED = ("num_workers",)
 MODEL_KEYS_IGNORED = ("deterministic",)  # a test-time choice, not part of the weights
@@ -84,6 +87,7 @@ def fingerprint_sections(cfg, module: str = "hf2vad") -> dict[str, dict]:
         model = {"memae": model["memae"]}
     else:
         model = {k: v for k, v in model.items() if k not in MODEL_KEYS_IGNORED}
+        model["cvae"] = hashed_settings(model["cvae"], "model.cvae")
     return {"model": model, "data": data_section(cfg)}
 
 
