@@ -52,6 +52,7 @@ from utils.object_errors import (
     eval_checkpoint_path,
     kept_epoch_checkpoints,
     prepare_scoring_model,
+    primary_score,
     score_weights,
     stages_for,
     training_statistics,
@@ -171,7 +172,7 @@ def _nulls(values: np.ndarray) -> list:
 
 def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: dict) -> dict:
     """The scores.json content (see README): per video frame scores, labels and objects."""
-    main = results[next(iter(results))]
+    main = results[primary_score(cfg)]
     order = np.lexsort((table.frame_idx, table.video_idx))
     videos = []
     for v, name in enumerate(table.videos):
@@ -194,7 +195,7 @@ def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: 
         )
     return {
         "format": SCORES_FORMAT,
-        "score": next(iter(results)),
+        "score": primary_score(cfg),
         "w_r": main["w_r"],
         "w_p": main["w_p"],
         "drop_first": cfg.eval.drop_first,
@@ -290,7 +291,7 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
     return {
         "name": cfg.name,
         "model_type": cfg.model.type,
-        "main_score": next(iter(results)),
+        "main_score": primary_score(cfg),
         "auroc_unit": "percent",
         "scores": scores,
         "baseline_flow_magnitude": summary(baseline),
@@ -366,7 +367,7 @@ def write_plots(
             curves[name] = (fpr, tpr, entry["summary"]["micro_auroc"])
     if curves:
         plot_roc(curves, out_dir / "roc.png")
-    main = results[next(iter(results))]
+    main = results[primary_score(cfg)]
     per_video = main["summary"]["per_video_auroc"]
     for v, name in enumerate(table.videos):
         plot_anomaly_curve(
@@ -385,7 +386,7 @@ def write_plots(
         rows = _grid_rows(model, dataset, table, main["object"], indices, device)
         plot_object_grid(
             rows,
-            f"{which}-scoring test objects ({next(iter(results))} score)",
+            f"{which}-scoring test objects ({primary_score(cfg)} score)",
             out_dir / f"objects_{which}.png",
         )
 
@@ -498,7 +499,7 @@ def evaluate_epochs(cfg) -> dict:
                 },
             }
         )
-    main = next(iter(score_weights(cfg)))
+    main = primary_score(cfg)
     best = max(rows, key=lambda row: row[main]["micro_auroc"] or 0.0)
     doc = {
         "main_score": main,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from datasets import train_val_cubes
-from models import build_memae, memae_loss
+from models import build_memae, memae_loss, model_type
 from utils.checkpoint import stage_dir
 from utils.cli import run_cli
 from utils.config import add_config_args, load_config
@@ -23,7 +23,7 @@ from utils.plots import tensorboard_grid
 
 def train_stage1(cfg, resume: bool = False) -> dict:
     """Train (or resume, or skip when finished) stage 1 for `cfg`; returns fit()'s summary."""
-    if cfg.model.type not in ("hybrid", "memae"):
+    if 1 not in model_type(cfg.model.type).stages:
         raise ValueError(
             f"model.type {cfg.model.type!r} has no ML-MemAE-SC: stage 1 is for hybrid and memae"
         )

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import WithFlowRecon, train_val_cubes
-from models import build_loss, build_model
+from models import build_loss, build_model, model_type
 from utils.checkpoint import load_checkpoint, restore_model, stage_dir
 from utils.cli import run_cli
 from utils.config import add_config_args, load_config
@@ -31,16 +31,14 @@ from utils.plots import tensorboard_grid
 
 
 def check_stage(cfg, stage: int) -> None:
-    """Which stages a model type has: memae 1; hybrid 1, 2, 3; cvae and vae 2."""
-    kind = cfg.model.type
+    """The stages of each model type are in models/types.py; stage 1 is ml_memae_sc_train.py."""
     if stage not in (2, 3):
         raise ValueError(f"train.py runs stage 2 or 3, got {stage} (stage 1: ml_memae_sc_train.py)")
-    if kind == "memae":
-        raise ValueError("model.type 'memae' is trained by stage 1 alone (ml_memae_sc_train.py)")
-    if stage == 3 and kind != "hybrid":
+    kind = model_type(cfg.model.type)
+    if stage not in kind.stages:
         raise ValueError(
-            f"stage 3 fine-tunes ML-MemAE-SC and CVAE jointly; model.type {kind!r} has no "
-            "ML-MemAE-SC, so it is trained by stage 2 alone"
+            f"model.type {kind.name!r} trains in stage(s) {list(kind.stages)} only "
+            f"(stage 1 with ml_memae_sc_train.py), not in stage {stage}"
         )
 
 

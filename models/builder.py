@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.cvae import CVAE
-from models.hybrid import HF2VAD, MODEL_TYPES
+from models.hybrid import HF2VAD
 from models.losses import HF2VADLoss
 from models.ml_memae_sc import MLMemAESC
+from models.types import model_type
 from models.vae import FrameVAE
 
 
@@ -62,21 +63,13 @@ def build_cvae(cvae_cfg: Mapping, frames_only: bool = False) -> CVAE | FrameVAE:
 
 def build_model(model_cfg: Mapping) -> HF2VAD:
     """The HF2VAD wrapper for `cfg.model.type` (hybrid | memae | cvae | vae)."""
-    model_type = _get(model_cfg, "type", "model")
-    if model_type not in MODEL_TYPES:
-        raise ValueError(
-            f"config key 'model.type' must be one of {MODEL_TYPES}, got {model_type!r}"
-        )
-    memae = (
-        build_memae(_get(model_cfg, "memae", "model"))
-        if model_type in ("hybrid", "memae")
-        else None
-    )
+    kind = model_type(_get(model_cfg, "type", "model"))
+    memae = build_memae(_get(model_cfg, "memae", "model")) if kind.has_memae else None
     cvae = None
-    if model_type != "memae":
-        cvae = build_cvae(_get(model_cfg, "cvae", "model"), frames_only=model_type == "vae")
+    if kind.predictor is not None:
+        cvae = build_cvae(_get(model_cfg, "cvae", "model"), frames_only=kind.predictor == "vae")
     return HF2VAD(
-        model_type,
+        kind.name,
         memae=memae,
         cvae=cvae,
         num_recon_flows=int(_get(model_cfg, "num_recon_flows", "model")),

@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models import types
 from models.cvae import CVAE
 from models.ml_memae_sc import MLMemAESC
 from models.vae import FrameVAE
-
-MODEL_TYPES = ("hybrid", "memae", "cvae", "vae")
 
 
 class HF2VAD(nn.Module):
@@ -40,15 +39,13 @@ class HF2VAD(nn.Module):
         deterministic: bool = True,
     ) -> None:
         super().__init__()
-        if model_type not in MODEL_TYPES:
-            raise ValueError(f"model type must be one of {MODEL_TYPES}, got {model_type!r}")
-        needs_memae = model_type in ("hybrid", "memae")
-        needs_cvae = model_type != "memae"
-        if (memae is not None) != needs_memae or (cvae is not None) != needs_cvae:
+        kind = types.model_type(model_type)
+        needs_cvae = kind.predictor is not None
+        if (memae is not None) != kind.has_memae or (cvae is not None) != needs_cvae:
             raise ValueError(
                 f"model type {model_type!r} got memae={memae is not None}, cvae={cvae is not None}"
             )
-        if needs_cvae and (model_type == "vae") != isinstance(cvae, FrameVAE):
+        if needs_cvae and (kind.predictor == "vae") != isinstance(cvae, FrameVAE):
             raise ValueError("model type 'vae' needs a FrameVAE, the other types a CVAE")
         if model_type == "hybrid" and not 0 <= num_recon_flows <= cvae.num_flows:
             raise ValueError(

@@ -23,6 +23,7 @@ from utils.object_errors import (
     cached_statistics,
     eval_checkpoint_path,
     prepare_scoring_model,
+    primary_score,
     score_weights,
     stats_path,
     training_object_errors,
@@ -59,7 +60,7 @@ class Detector:
     @property
     def weights(self) -> tuple[float, float]:
         """(w_r, w_p) of eval.py's main score (a missing branch has weight 0)."""
-        return next(iter(score_weights(self.cfg).values()))
+        return score_weights(self.cfg)[primary_score(self.cfg)]
 
     def fuse(self, s_r: np.ndarray, s_p: np.ndarray, boxes=None, frame_size=None) -> np.ndarray:
         """Fused object scores; with eval.border_stats, `boxes` [N, 4] and the frame size

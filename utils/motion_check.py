@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
+from models import model_type
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.cli import run_cli
 from utils.config import load_config
@@ -113,7 +114,7 @@ def load_run_model(run_dir: Path, checkpoint: Path | None = None):
     the run's evaluated checkpoint unless `checkpoint` names one."""
     overrides = [] if checkpoint is None else [f"eval.checkpoint={checkpoint}"]
     cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device="cpu")
-    if cfg.model.type not in ("hybrid", "cvae"):
+    if not model_type(cfg.model.type).uses_flows_for_prediction:
         raise SystemExit(
             f"{run_dir}: model.type is {cfg.model.type!r}; the motion check needs a CVAE that "
             "takes flows (hybrid or cvae)"

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import open_cubes
-from models import ScoringModel, object_scores, scoring_model
+from models import ScoringModel, model_type, object_scores, scoring_model
 from utils.checkpoint import checkpoint_identity, stage_dir
 from utils.io import read_json, write_json, write_npz
 from utils.misc import get_logger, progress_bar, seed_everything
@@ -25,15 +25,11 @@ STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
 
 def stages_for(cfg) -> list[int]:
-    """The training stages of the configured model type, in order; stage 1 is left out when
-    `train.stage1_from` names a finished one."""
-    kind = cfg.model.type
-    if kind == "memae":
-        stages = [1]
-    elif kind in ("cvae", "vae"):
-        stages = [2]
-    else:
-        stages = [1, 2, 3] if cfg.stage3.num_epochs > 0 else [1, 2]
+    """The training stages of the configured model type, in order (models/types.py); stage 1
+    is left out when `train.stage1_from` names a finished one, stage 3 when it has no epochs."""
+    stages = list(model_type(cfg.model.type).stages)
+    if 3 in stages and cfg.stage3.num_epochs <= 0:
+        stages.remove(3)
     return [s for s in stages if not (s == 1 and cfg.train.stage1_from)]
 
 
@@ -56,21 +52,19 @@ def eval_checkpoint_path(cfg) -> Path:
 
 
 def score_weights(cfg) -> dict[str, tuple[float, float]]:
-    """Named (w_r, w_p) pairs to evaluate; the first is the main score.
-
-    hybrid: the fused score plus S_r alone and S_p alone (Table 1's "w/o FP" and "w/o FR");
-    memae: S_r alone; cvae, vae: S_p alone (the other branch does not exist).
-    """
-    kind = cfg.model.type
-    if kind == "memae":
-        return {"flow_reconstruction": (1.0, 0.0)}
-    if kind in ("cvae", "vae"):
-        return {"frame_prediction": (0.0, 1.0)}
-    return {
+    """The (w_r, w_p) of each score the model type has (models/types.py), the primary first:
+    fused (eval.w_r, eval.w_p); flow_reconstruction (1, 0); frame_prediction (0, 1)."""
+    weights = {
         "fused": (cfg.eval.w_r, cfg.eval.w_p),
         "flow_reconstruction": (1.0, 0.0),
         "frame_prediction": (0.0, 1.0),
     }
+    return {name: weights[name] for name in model_type(cfg.model.type).scores}
+
+
+def primary_score(cfg) -> str:
+    """The name of the model type's main score."""
+    return model_type(cfg.model.type).primary_score
 
 
 def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
