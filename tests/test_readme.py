@@ -2,16 +2,19 @@
 
 from pathlib import Path
 
-from utils.report import gather_text, readme_block, readme_table
+import pytest
+
+from utils.report import README_TABLES, gather_text, readme_block
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_ped2_table_matches_the_committed_metrics():
+@pytest.mark.parametrize("name", sorted(README_TABLES))
+def test_readme_tables_match_the_committed_metrics(name):
     text = (ROOT / "README.md").read_text()
-    start, end = readme_block(text)
-    assert text[start:end].strip() == readme_table(ROOT / "results").strip(), (
-        "README.md's Ped2 table differs from results/*/metrics.json: run "
+    start, end = readme_block(text, name)
+    assert text[start:end].strip() == README_TABLES[name](ROOT / "results").strip(), (
+        f"README.md's {name} table differs from results/: run "
         "python -m utils.report --readme README.md"
     )
 
