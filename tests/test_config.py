@@ -94,3 +94,13 @@ def test_checkpoint_fingerprint_ignores_new_and_location_keys():
     assert fingerprints(cfg) == before
     cfg.data.max_frames = 30
     assert fingerprints(cfg)["data"] != before["data"]
+
+
+def test_datasets_variable_sets_the_default_data_roots(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF2VAD_DATASETS", str(tmp_path))
+    cfg = load_config("cfgs/ped2_cpu.yaml")  # a _base_ chain through defaults.yaml
+    assert cfg.data.root == str(tmp_path) and cfg.mnist.root == str(tmp_path / "mnist")
+    assert load_config("cfgs/synthetic.yaml").data.root == "cache/synthetic_data"  # its own
+    assert load_config("cfgs/ped2.yaml", ["data.root=/x"]).data.root == "/x"
+    monkeypatch.delenv("HF2VAD_DATASETS")
+    assert load_config("cfgs/ped2.yaml").data.root == "data"

@@ -147,14 +147,17 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     then command-line overrides."""
     cfg = _read_yaml(DEFAULTS_PATH)
     cfg.pop(BASE_KEY, None)
-    datasets = os.environ.get(DATASETS_ENV)
-    if datasets:
-        cfg["data"]["root"] = datasets
-        cfg["mnist"]["root"] = str(Path(datasets) / "mnist")
+    default_roots = (cfg["data"]["root"], cfg["mnist"]["root"])
     if path is not None:
         for layer in _resolve_chain(Path(path)):
             _merge(cfg, layer)
         cfg["config_file"] = str(path)
+    datasets = os.environ.get(DATASETS_ENV)
+    if datasets:  # replaces the default roots only, not a root that a config file names
+        if cfg["data"]["root"] == default_roots[0]:
+            cfg["data"]["root"] = datasets
+        if cfg["mnist"]["root"] == default_roots[1]:
+            cfg["mnist"]["root"] = str(Path(datasets) / "mnist")
     for text in overrides:
         keys, value = parse_override(text)
         _merge(cfg, _nest(keys, value))
