@@ -35,11 +35,16 @@ def check_stage(cfg, stage: int) -> None:
     if stage not in (2, 3):
         raise ValueError(f"train.py runs stage 2 or 3, got {stage} (stage 1: ml_memae_sc_train.py)")
     kind = model_type(cfg.model.type)
-    if stage not in kind.stages:
+    if stage in kind.stages:
+        return
+    if kind.stages == (1,):
         raise ValueError(
-            f"model.type {kind.name!r} trains in stage(s) {list(kind.stages)} only "
-            f"(stage 1 with ml_memae_sc_train.py), not in stage {stage}"
+            f"model.type {kind.name!r} is trained by stage 1 alone (ml_memae_sc_train.py)"
         )
+    raise ValueError(
+        f"stage 3 fine-tunes ML-MemAE-SC and CVAE jointly; model.type {kind.name!r} has no "
+        f"ML-MemAE-SC, so it is trained by stage {kind.stages[-1]} alone"
+    )
 
 
 def _init_weights(cfg, model, stage: int) -> str:

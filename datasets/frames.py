@@ -94,17 +94,25 @@ class Video:
         return frame
 
 
-# The last bytes of a complete file: JPEG's end-of-image marker, PNG's IEND chunk.
-END_MARKERS = {".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9", ".png": b"IEND\xaeB`\x82"}
+# (first bytes, last bytes) of a complete file: JPEG's start and end-of-image markers, PNG's
+# signature and IEND chunk.
+END_MARKERS = {
+    ".jpg": (b"\xff\xd8", b"\xff\xd9"),
+    ".jpeg": (b"\xff\xd8", b"\xff\xd9"),
+    ".png": (b"\x89PNG", b"IEND\xaeB`\x82"),
+}
 
 
 def check_complete(path: Path) -> None:
     """A JPEG or PNG whose end marker is missing was cut short (OpenCV would decode the missing
     part as grey without an error): an error naming the file."""
-    marker = END_MARKERS.get(path.suffix.lower())
-    if marker is None:
+    markers = END_MARKERS.get(path.suffix.lower())
+    if markers is None:
         return
+    start, marker = markers
     with open(path, "rb") as f:
+        if f.read(len(start)) != start:
+            return  # not this format at all: the decoder says so
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - 64))
