@@ -146,7 +146,7 @@ def test_ped2_stream_equals_offline_cubes_and_eval_scores(tiny_run, tmp_path):
         offline.num_frames,
         det.empty_score,
         4,
-        "median",
+        det.cfg.eval.smoothing,  # the paper config's: zero-padded medfilt
         17,
         3.0,
     )
