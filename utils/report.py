@@ -542,6 +542,15 @@ def _appendix_b(root: Path) -> list[str]:
     if not seeds or deterministic is None:
         return lines + ["Not run yet (`bash results/run_ped2_cpu.sh ped2_cpu_stochastic`)."]
     micro = [read_json(p)["scores"]["fused"]["micro_auroc"] for p in seeds]
+    sampled_recipe = recipe(seeds[0].parent).split(",")[0]
+    headline_recipe = recipe(root / "ped2_cpu").split(",")[0]
+    if sampled_recipe and headline_recipe and sampled_recipe != headline_recipe:
+        return lines + [
+            f"The sampled-latent runs ({len(micro)} seeds, fused micro {min(micro):.3f}-"
+            f"{max(micro):.3f} %) were made with the {sampled_recipe} recipe's model, the "
+            "headline since with another: rerun them with "
+            "`bash results/run_ped2_cpu.sh ped2_cpu_stochastic` to compare."
+        ]
     return lines + [
         "| | paper micro % | ours micro % |",
         "|---|---|---|",
