@@ -24,16 +24,6 @@ from utils.io import LockedError, folder_lock, npy_complete, open_npy_for_writin
 
 
 @pytest.fixture()
-def tiny_cfg(tmp_path):
-    base = tiny_overrides(tmp_path)
-
-    def make(*overrides):
-        return load_config(Path("cfgs/ped2.yaml"), base + list(overrides))
-
-    return make
-
-
-@pytest.fixture()
 def memae_run(tiny_cfg):
     """A trained stage 1 scored as a memae model (seconds on tiny cubes)."""
     cfg = tiny_cfg("model.type=memae", "stage1.num_epochs=1", "eval.plots=false")

@@ -1,29 +1,15 @@
 """Training stages, checkpoints, resuming and evaluation on tiny hand-made cubes (fast, CPU)."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from fake_cubes import tiny_overrides
 
 from eval import evaluate, evaluate_epochs, read_scores, rescore
 from ml_memae_sc_train import train_stage1
 from train import train_stage
 from utils.checkpoint import CheckpointError, load_checkpoint
-from utils.config import load_config
-
-
-@pytest.fixture()
-def tiny_cfg(tmp_path):
-    """Config factory over tiny cubes: normal objects move slowly, abnormal ones fast."""
-    base = tiny_overrides(tmp_path)
-
-    def make(*overrides):
-        return load_config(Path("cfgs/ped2.yaml"), base + list(overrides))
-
-    return make
 
 
 def assert_same_state(a: dict, b: dict, atol=1e-6):

@@ -1,13 +1,10 @@
 """The validation split of whole training videos, early stopping and stage 2's precomputed
 reconstructions (tiny hand-made cubes, CPU)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.signal
 import torch
-from fake_cubes import tiny_overrides
 
 from datasets import CubeDataset, WithFlowRecon, train_val_cubes
 from ml_memae_sc_train import train_stage1
@@ -16,16 +13,6 @@ from train import frozen_reconstructions, train_stage
 from utils.checkpoint import load_checkpoint
 from utils.config import load_config
 from utils.scoring import smooth
-
-
-@pytest.fixture()
-def tiny_cfg(tmp_path):
-    base = tiny_overrides(tmp_path)
-
-    def make(*overrides):
-        return load_config(Path("cfgs/ped2.yaml"), base + list(overrides))
-
-    return make
 
 
 def test_validation_videos_are_left_out_of_training(tiny_cfg):
