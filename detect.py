@@ -8,7 +8,7 @@ Writes <out>/<input name>/: scores.csv and scores.json (raw and smoothed frame s
 threshold and anomalous intervals), objects.csv (every object's box and scores), curve.png and
 annotated.mp4; with --save-intermediate also intermediate/ (flows.npy and the cubes). The
 pipeline streams (boxes -> flow -> cubes -> model), so long videos need no more memory than
-short ones. See utils/detect.py for how scores and thresholds are defined.
+short ones. See inference/detect.py for how scores and thresholds are defined.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 
 import torch
 
-from utils.checkpoint import CheckpointError
+from inference.detect import DetectError, detect
 from utils.config import ConfigError
-from utils.detect import DetectError, detect
+from utils.fingerprint import CheckpointError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,45 +12,11 @@ and evaluates.
 from __future__ import annotations
 
 import argparse
-import functools
-import time
 
-from eval import evaluate, record_eval_times, results_table
-from ml_memae_sc_train import train_stage1
-from pre_process import run_preprocess
-from train import train_stage
+from engine.distributed import cleanup_distributed
+from pipeline.run import run_pipeline
 from utils.cli import run_cli
 from utils.config import add_config_args, load_config
-from utils.engine import barrier, cleanup_distributed, setup_distributed
-from utils.misc import git_commit, record_times
-from utils.object_errors import stages_for
-
-
-def run_pipeline(cfg) -> dict | None:
-    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks).
-
-    Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
-    (steps that were cached or already finished are left out)."""
-    ctx = setup_distributed(cfg)
-    git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
-    tic = time.time()
-    if ctx.is_main:
-        summary = run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))
-        if any(any(s["computed"].values()) for s in summary["splits"].values()):
-            record_times(cfg, {"preprocess": time.time() - tic})
-    barrier()
-    for stage in stages_for(cfg):
-        train = train_stage1 if stage == 1 else functools.partial(train_stage, stage=stage)
-        summary = train(cfg, resume=True)
-        if summary["seconds"] > 0 and ctx.is_main:
-            record_times(cfg, {f"stage{stage}": summary["seconds"]})
-    if not ctx.is_main:
-        return None
-    tic = time.time()
-    metrics = evaluate(cfg)
-    record_eval_times(cfg, metrics, time.time() - tic)
-    print(results_table(metrics))
-    return metrics
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
     python -m bench.bench_end_to_end --quick --threads 1      # under 2 minutes
 
 A run directory with an untrained model of the paper's size and made-up training statistics is
-made in a temporary folder (weights do not change the speed), then `utils.detect.detect_video`
+made in a temporary folder (weights do not change the speed), then `inference.detect.detect_video`
 scores the first --max-frames frames of a Ped2 test video: decoding, foreground boxes, DIS flow,
 cubes, the model in batches of eval.batch_size, fusion, smoothing and every output file
 (scores.csv/json, objects.csv, curve.png, annotated.mp4). Each variant is the run's config plus
@@ -26,14 +26,14 @@ import torch
 
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
 from datasets.frames import open_video
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from inference.detect import detect_video, limit_frames
+from inference.trained_run import load_trained_run
 from models import build_model
 from models.memory import Memory
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from scoring.statistics import stats_identity, stats_path
 from utils.config import load_config, save_config
-from utils.detect import detect_video, limit_frames
-from utils.detector import load_detector
 from utils.io import write_json
-from utils.object_errors import stats_identity, stats_path
 
 MADE_UP_STATS = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
 
@@ -78,13 +78,13 @@ def untrained_rows(video, tmp: Path, device, args) -> list[dict]:
     rows = []
     for name, extra in variants.items():
         write_stats(run_dir, ckpt_path, extra, device)
-        det = load_detector(run_dir, extra, str(device))
+        det = load_trained_run(run_dir, extra, str(device))
         rows.append(timed_detect(det, video, tmp / "out" / name.split()[0], name, device, args))
     return rows
 
 
 def trained_rows(run_dir: Path, video, tmp: Path, device, args) -> list[dict]:
-    det = load_detector(run_dir, args.overrides, str(device))
+    det = load_trained_run(run_dir, args.overrides, str(device))
     rows = []
     for sparse in (True, False):
         for module in det.model.modules():

@@ -9,7 +9,7 @@ as built ("eager"), fused (weight norm and batch norm folded into the convs), fu
 chunks of --micro-batch cubes, and that in channels_last; each in float32 and in low precision
 (bf16 autocast on CPU, float16 AMP on CUDA). With --compile also the fused model under
 torch.compile (inductor, frozen weights) in micro-batches, with its compile time.
-Training (one optimiser step as utils/engine.py takes it, with its Adam): stage 1 = ML-MemAE-SC
+Training (one optimiser step as engine/trainer.py takes it, with its Adam): stage 1 = ML-MemAE-SC
 on single flows (flows/s), stage 2 = CVAE with ML-MemAE-SC frozen (cubes/s), stage 3 = everything
 (cubes/s); float32, plus low precision with --train-low-precision.
 With --checkpoint (a hybrid run's stage3/best.pth) inference runs on the first --batch cubes of
@@ -29,6 +29,8 @@ import torch
 
 from bench.common import base_parser, print_table, rate_entry, save, setup, time_call
 from datasets import CubeDataset
+from engine.checkpoint import load_checkpoint, restore_model
+from engine.trainer import autocast, build_optimizer
 from models import (
     ScoringModel,
     build_loss,
@@ -38,9 +40,7 @@ from models import (
     scoring_model,
 )
 from models.memory import Memory
-from utils.checkpoint import load_checkpoint, restore_model
 from utils.config import load_config
-from utils.engine import autocast, build_optimizer
 
 
 def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +52,7 @@ def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch
 
 
 def low_precision(device: torch.device) -> tuple[str, object, torch.dtype]:
-    """(label, train config for utils.engine.autocast, dtype) of the device's low precision."""
+    """(label, train config for engine.trainer.autocast, dtype) of the device's low precision."""
     if device.type == "cuda":
         return "fp16 AMP", SimpleNamespace(amp=True, bf16_cpu=False), torch.float16
     return "bf16 autocast", SimpleNamespace(amp=False, bf16_cpu=True), torch.bfloat16

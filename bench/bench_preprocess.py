@@ -26,7 +26,7 @@ from pre_process.boxes import BoxExtractor
 from pre_process.cubes import video_cubes
 from pre_process.flow import DIS_PRESETS, build_flow_estimator
 from pre_process.stream import stream_cubes
-from utils.config import load_config
+from utils.config import load_config, replaced
 
 
 def flow_methods(cfg) -> list[tuple[str, dict]]:
@@ -72,7 +72,7 @@ def main() -> None:
     if not folder.is_dir():
         print(f"bench_preprocess: {folder} not found (the Ped2 data); nothing to measure")
         sys.exit(0)
-    cfg.data.max_frames = args.max_frames
+    cfg = replaced(cfg, {"data.max_frames": args.max_frames})
     videos = list_videos(cfg.data, args.split)[: args.videos]
     num_frames = sum(v.num_frames for v in videos)
     rows = []

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.checkpoint import check_data_settings
+from utils.fingerprint import check_data_settings
 from utils.io import read_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
@@ -113,6 +113,10 @@ class CubeDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def target_frames(self) -> np.ndarray:
+        """The target frame (the last of each cube) of every cube, uint8 [N, H, W, 3] RGB."""
+        return np.asarray(self._frames[self.rows, -1])
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]

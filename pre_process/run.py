@@ -19,8 +19,6 @@ written atomically).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,17 +31,13 @@ from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
 from pre_process.cubes import CUBE_ARRAYS, write_split_cubes
 from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
-from utils.checkpoint import hashed_settings
 from utils.cli import run_cli
 from utils.config import Config, add_config_args, load_config, save_config
+from utils.fingerprint import digest, hashed_settings
 from utils.io import npy_complete, read_json, write_json
 from utils.misc import get_logger, progress_bar, resolve_device
 
 log = get_logger()
-
-
-def _digest(data) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _settings(section) -> dict:
@@ -203,7 +197,7 @@ def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tupl
 
     out_dir = cube_dir(cfg, split)
     cube_cfg = cfg.preprocess.cubes
-    fingerprint = _digest(
+    fingerprint = digest(
         {"cubes": _settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
     )
     manifest_path = out_dir / "manifest.json"

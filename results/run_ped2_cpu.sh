@@ -20,24 +20,24 @@ run_one() {
     if [[ $name == ped2_cpu_stochastic ]]; then  # Appendix B: five sampled-latent evaluations
         for seed in 0 1 2 3 4; do
             python eval.py --cfg cfgs/$name.yaml seed=$seed run_dir=runs/$name/seed$seed
-            python -m utils.report --run runs/$name/seed$seed --out results/$name/seed$seed
+            python -m tools.report --run runs/$name/seed$seed --out results/$name/seed$seed
         done
         return
     fi
     python run_pipeline.py --cfg cfgs/$name.yaml
     python -m tools.pasted_standin --run runs/$name  # appearance anomalies at walking speed
     if [[ $(setting "$name" model.type) =~ ^(hybrid|cvae)$ ]]; then  # does the CVAE use flows?
-        python -m utils.motion_check --run runs/$name
+        python -m tools.motion_check --run runs/$name
         if [[ $(setting "$name" train.keep_epochs) == True ]]; then
-            python -m utils.motion_check --run runs/$name --all-epochs
+            python -m tools.motion_check --run runs/$name --all-epochs
         fi
     fi
     local notes=()
     [[ -f results/$name/notes.md ]] && notes=(--notes results/$name/notes.md)
-    python -m utils.report --run runs/$name --out results/$name "${notes[@]}"
+    python -m tools.report --run runs/$name --out results/$name "${notes[@]}"
 }
 
 for name in "${@:-${ALL[@]}}"; do
     run_one "$name"
 done
-python -m utils.report --gather results
+python -m tools.report --gather results

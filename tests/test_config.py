@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.config import ConfigError, load_config, save_config
+from utils.config import ConfigError, load_config, replaced, save_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_saved_config_reloads_identically(tmp_path):
 
 
 def test_checkpoint_fingerprint_ignores_new_and_location_keys():
-    from utils.checkpoint import fingerprints
+    from utils.fingerprint import fingerprints
 
     cfg = load_config("cfgs/ped2.yaml")
     before = fingerprints(cfg)
@@ -104,3 +104,14 @@ def test_datasets_variable_sets_the_default_data_roots(monkeypatch, tmp_path):
     assert load_config("cfgs/ped2.yaml", ["data.root=/x"]).data.root == "/x"
     monkeypatch.delenv("HF2VAD_DATASETS")
     assert load_config("cfgs/ped2.yaml").data.root == "data"
+
+
+def test_replaced_is_a_checked_copy():
+    cfg = load_config(REPO / "cfgs" / "ped2.yaml")
+    new = replaced(cfg, {"eval.plots": False, "run_dir": "elsewhere"})
+    assert new.eval.plots is False and new.run_dir == "elsewhere"
+    assert cfg.eval.plots is True and cfg.run_dir != "elsewhere"  # the original is unchanged
+    with pytest.raises(ConfigError, match="'eval.nonsense'"):
+        replaced(cfg, {"eval.nonsense": 1})
+    with pytest.raises(ConfigError, match="eval.window"):
+        replaced(cfg, {"eval.window": 0})

@@ -9,6 +9,8 @@ synthetic dataset's normal videos (about a minute on one CPU core), for the dete
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,22 +21,23 @@ from data_paths import PED2
 
 from datasets import CubeDataset
 from datasets.cubes import CUBE_ARRAYS, cube_dir
-from detect import main as detect_main
-from ml_memae_sc_train import train_stage1
+from engine.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
+from engine.stages import train_stage1
+from inference.detect import detect, detect_video, limit_frames, open_input
+from inference.stream_scoring import LiveSmoother
+from inference.thresholds import anomalous_intervals, far_threshold
+from inference.trained_run import DetectError, load_trained_run
 from models import build_model
 from pre_process import run_preprocess
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
-from utils.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
+from scoring.frame_scores import smooth, video_frame_scores
+from scoring.statistics import collect_object_scores, stats_path
 from utils.config import load_config, save_config
-from utils.detect import detect, detect_video, limit_frames, open_input
-from utils.detect_scoring import LiveSmoother
-from utils.detect_thresholds import anomalous_intervals, far_threshold
-from utils.detector import DetectError, load_detector
 from utils.io import write_json
-from utils.object_errors import collect_object_scores, stats_path
-from utils.scoring import smooth, video_frame_scores
+
+REPO = Path(__file__).resolve().parent.parent
 
 PED2_VIDEO = PED2 / "testing" / "frames" / "01"
 TINY_MODEL = [
@@ -123,7 +126,7 @@ def test_ped2_stream_equals_offline_cubes_and_eval_scores(tiny_run, tmp_path):
     run_preprocess(offline_cfg, splits=("testing",))
     offline = CubeDataset(cube_dir(offline_cfg, "testing"))
 
-    det = load_detector(tiny_run, device="cpu")
+    det = load_trained_run(tiny_run, device="cpu")
     video = limit_frames(open_input(PED2_VIDEO), 40)
     doc = detect_video(det, video, tmp_path / "out", save_intermediate=True, progress=False)
     streamed = CubeDataset(tmp_path / "out" / "intermediate" / "cubes")
@@ -222,7 +225,7 @@ def test_anomalous_intervals_frames_and_seconds():
 
 
 def test_far_without_training_cubes_uses_the_normal_approximation(tiny_run):
-    threshold = far_threshold(load_detector(tiny_run, device="cpu"), 0.01)
+    threshold = far_threshold(load_trained_run(tiny_run, device="cpu"), 0.01)
     assert threshold.method == "normal_approximation"
     assert threshold.value == pytest.approx(2.3263 * 1.1, rel=1e-4)  # w_r + w_p = 1.1
 
@@ -244,7 +247,7 @@ def test_synthetic_anomaly_is_found(synthetic_run, tmp_path):
     assert len(found & truth) >= 0.5 * len(truth), (doc["intervals"], min(truth), max(truth))
     # a copied run without the training cubes still has the errors cached beside its checkpoint
     copied = shutil.copytree(run, tmp_path / "copied_run")
-    det = load_detector(copied, overrides=["data.cache_dir=/nonexistent"], device="cpu")
+    det = load_trained_run(copied, overrides=["data.cache_dir=/nonexistent"], device="cpu")
     assert far_threshold(det, 0.01).value == doc["threshold"]["value"]
     smoothed = np.array([np.nan if v is None else v for v in doc["frames"]["smoothed_score"]])
     assert np.nanmean(smoothed[labels == 1]) > np.nanmean(smoothed[labels == 0])
@@ -273,12 +276,20 @@ def test_video_without_motion_scores_low_and_finite(synthetic_run, tmp_path):
     assert smoothed.max() < doc["threshold"]["value"] and doc["intervals"] == []
 
 
-def test_command_line_writes_every_output(tiny_run, synthetic_run, tmp_path, capsys):
+def detect_command(args: list[str]) -> subprocess.CompletedProcess:
+    """detect.py run as a user runs it."""
+    command = [sys.executable, str(REPO / "detect.py"), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_command_line_writes_every_output(tiny_run, synthetic_run, tmp_path):
     _, data = synthetic_run
     folder = data / "testing" / "frames" / "01"
     args = ["--run", str(tiny_run), "--input", str(folder), str(folder), "--out", str(tmp_path)]
-    code = detect_main(args + ["--max-frames", "12", "--threshold", "0.5", "--fps", "5", "--quiet"])
-    assert code == 0, capsys.readouterr().err
+    done = detect_command(
+        args + ["--max-frames", "12", "--threshold", "0.5", "--fps", "5", "--quiet"]
+    )
+    assert done.returncode == 0, done.stderr
     for name in ("01", "01_2"):  # the same input twice gets two folders
         doc = json.loads((tmp_path / name / "scores.json").read_text())
         assert doc["num_frames"] == 12 and doc["fps"] == 5
@@ -315,13 +326,14 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "unsupported", "empty folder"])
-def test_bad_input_is_a_clear_error(kind, tiny_run, tmp_path, capsys):
+def test_bad_input_is_a_clear_error(kind, tiny_run, tmp_path):
     path, message = bad_inputs(tmp_path)[kind]
     with pytest.raises(DetectError, match=message) as err:
         detect(tiny_run, [path], tmp_path / "out", progress=False)
     assert str(path) in str(err.value)
-    assert detect_main(["--run", str(tiny_run), "--input", str(path), "--quiet"]) == 2
-    assert re.search(message, capsys.readouterr().err)
+    done = detect_command(["--run", str(tiny_run), "--input", str(path), "--quiet"])
+    assert done.returncode == 2
+    assert re.search(message, done.stderr)
     assert not (tmp_path / "out").exists()
 
 

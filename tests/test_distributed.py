@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from fake_cubes import tiny_overrides
 
-from utils.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

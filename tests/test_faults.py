@@ -15,11 +15,12 @@ from fake_cubes import tiny_overrides
 
 from datasets import CubeDataset
 from datasets.frames import check_complete, open_video
-from eval import evaluate, rescore
-from ml_memae_sc_train import train_stage1
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.stages import train_stage1
+from evaluation.protocol import evaluate, rescore
 from pre_process.run import parse_args
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import ConfigError, load_config
+from utils.fingerprint import CheckpointError
 from utils.io import LockedError, folder_lock, npy_complete, open_npy_for_writing, write_npz
 
 
@@ -151,8 +152,8 @@ def test_a_truncated_cube_file_is_named_and_not_current(tmp_path):
 
 # 10 ------------------------------------------------------------------------------------------
 def test_a_damaged_training_errors_file_is_recomputed(memae_run, tmp_path):
-    from utils.detector import load_run
-    from utils.object_errors import cached_object_errors, training_object_errors
+    from inference.trained_run import load_run
+    from scoring.statistics import cached_object_errors, training_object_errors
 
     evaluate(memae_run)
     npz = tmp_path / "run" / "stage1" / "best.train_object_scores.npz"
@@ -268,7 +269,7 @@ def test_frames_far_larger_than_the_training_frames_are_warned_about(tmp_path):
     import logging
 
     from datasets.frames import Video
-    from utils.detect import warn_frame_size
+    from inference.detect import warn_frame_size
     from utils.misc import get_logger
 
     records = []

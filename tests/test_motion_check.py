@@ -1,4 +1,4 @@
-"""utils.motion_check: hand-computed flow conversion and warp, and the check on a tiny run."""
+"""tools.motion_check: hand-computed flow conversion and warp, and the check on a tiny run."""
 
 import json
 from pathlib import Path
@@ -8,11 +8,11 @@ import torch
 from fake_cubes import tiny_overrides
 
 from datasets import CubeDataset, cube_dir
+from engine.stages import train_stage
 from models.losses import object_scores
-from train import train_stage
+from tools.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
+from tools.report import current_motion_checks, motion_check_section
 from utils.config import load_config
-from utils.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
-from utils.report import current_motion_checks, motion_check_section
 
 
 def test_crop_flow_scales_by_the_crop_resize_and_the_flow_units():

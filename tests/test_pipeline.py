@@ -10,9 +10,9 @@ from sklearn.metrics import roc_auc_score
 
 from datasets.cubes import cube_dir
 from datasets.labels import load_labels
-from run_pipeline import run_pipeline
+from pipeline.run import run_pipeline
+from tools.report import publish
 from utils.config import load_config
-from utils.report import publish
 
 
 def flow_magnitude_baseline(cfg) -> float:

@@ -23,8 +23,8 @@ from pre_process.flow import (
     write_video_flows,
 )
 from pre_process.run import run_preprocess
-from utils.checkpoint import CheckpointError, fingerprints
 from utils.config import load_config
+from utils.fingerprint import CheckpointError, fingerprints
 
 REPO = Path(__file__).resolve().parent.parent
 

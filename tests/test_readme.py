@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.report import README_TABLES, gather_text, readme_block
+from tools.report import README_TABLES, gather_text, readme_block
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,12 +15,12 @@ def test_readme_tables_match_the_committed_metrics(name):
     start, end = readme_block(text, name)
     assert text[start:end].strip() == README_TABLES[name](ROOT / "results").strip(), (
         f"README.md's {name} table differs from results/: run "
-        "python -m utils.report --readme README.md"
+        "python -m tools.report --readme README.md"
     )
 
 
 def test_results_readme_matches_the_committed_metrics():
     expected = gather_text(ROOT / "results")
     assert (ROOT / "results" / "README.md").read_text() == expected, (
-        "results/README.md differs from results/*: run python -m utils.report --gather results"
+        "results/README.md differs from results/*: run python -m tools.report --gather results"
     )

@@ -2,7 +2,7 @@
 
 import json
 
-from utils.report import gather
+from tools.report import gather
 
 
 def write_metrics(folder, scores: dict, main: str) -> None:
@@ -55,7 +55,7 @@ def test_gather_places_each_result_in_its_row(tmp_path):
 
 
 def test_hardest_frames_ranks_normal_high_and_abnormal_low():
-    from utils.report import hardest_frames
+    from tools.report import hardest_frames
 
     objects = {"frame": [4, 4, 5], "box": [[0, 0, 5, 5], [1, 2, 30, 40], [0, 0, 9, 9]]}
     objects["score"] = [0.5, 2.0, 1.0]

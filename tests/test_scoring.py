@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from utils.scoring import (
+from scoring.frame_scores import (
     auroc_summary,
     drop_first_frames,
     empty_frame_score,

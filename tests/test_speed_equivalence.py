@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.trainer import build_optimizer
 from models import (
     ScoringModel,
     build_model,
@@ -22,9 +23,8 @@ from models.cvae import WNConv2d, elu
 from models.memory import Memory
 from pre_process.boxes import ForegroundBoxes
 from pre_process.cubes import crop_resize, video_cubes
+from scoring.statistics import scoring_dtype, stats_identity
 from utils.config import load_config
-from utils.engine import build_optimizer
-from utils.object_errors import scoring_dtype, stats_identity
 
 FUSED_TOL = 1e-4  # max abs difference of frame_pred / flow_recon, float32
 PAPER = load_config("cfgs/ped2.yaml", ["device=cpu"])

@@ -16,7 +16,7 @@ import torch
 from datasets.cubes import cube_dir
 from datasets.frames import Video, exclude_stretches, list_videos, open_video, read_video
 from datasets.synthetic import Mover, make_background, render
-from run_pipeline import run_pipeline
+from pipeline.run import run_pipeline
 from utils.config import load_config
 from utils.io import read_json
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from eval import evaluate, evaluate_epochs, read_scores, rescore
-from ml_memae_sc_train import train_stage1
-from train import train_stage
-from utils.checkpoint import CheckpointError, load_checkpoint
+from engine.checkpoint import load_checkpoint
+from engine.stages import train_stage, train_stage1
+from evaluation.protocol import evaluate, evaluate_epochs, read_scores, rescore
+from utils.fingerprint import CheckpointError
 
 
 def assert_same_state(a: dict, b: dict, atol=1e-6):
@@ -151,7 +151,7 @@ def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path):
 def test_runs_can_share_a_stage_1(tiny_cfg, tmp_path):
     """train.stage1_from: a memae run evaluates another run's stage 1; a hybrid trains stages 2
     and 3 from it; neither trains a stage 1 of its own."""
-    from utils.object_errors import eval_checkpoint_path, stages_for
+    from engine.run_dir import eval_checkpoint_path, stages_for
 
     train_stage1(tiny_cfg("stage1.num_epochs=1"))
     shared = str(tmp_path / "run" / "stage1" / "best.pth")

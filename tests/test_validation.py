@@ -7,12 +7,11 @@ import scipy.signal
 import torch
 
 from datasets import CubeDataset, WithFlowRecon, train_val_cubes
-from ml_memae_sc_train import train_stage1
+from engine.checkpoint import load_checkpoint
+from engine.stages import frozen_reconstructions, train_stage, train_stage1
 from models import build_model
-from train import frozen_reconstructions, train_stage
-from utils.checkpoint import load_checkpoint
+from scoring.frame_scores import smooth
 from utils.config import load_config
-from utils.scoring import smooth
 
 
 def test_validation_videos_are_left_out_of_training(tiny_cfg):
@@ -98,7 +97,7 @@ def test_medfilt_smoothing_is_scipys_zero_padded_filter():
 
 
 def test_boxes_cut_by_the_border_are_found():
-    from utils.scoring import touches_border
+    from scoring.frame_scores import touches_border
 
     boxes = np.array(
         [
@@ -117,7 +116,7 @@ def test_boxes_cut_by_the_border_are_found():
 
 
 def test_border_objects_are_normalised_with_their_own_statistics():
-    from utils.scoring import border_statistics, empty_frame_score, fuse_scores
+    from scoring.frame_scores import border_statistics, empty_frame_score, fuse_scores
 
     rng = np.random.default_rng(0)
     border = np.arange(400) < 100
@@ -159,7 +158,7 @@ def test_cvae_decoder_skips_can_be_dropped(skips):
 
 
 def test_default_decoder_skips_keep_old_fingerprints():
-    from utils.checkpoint import fingerprints
+    from utils.fingerprint import fingerprints
 
     cfg = load_config("cfgs/ped2_cpu.yaml")
     before = fingerprints(cfg)["model"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scoring.frame_scores import touches_border
 from utils.cli import run_cli
 from utils.io import read_json
-from utils.scoring import touches_border
 
 
 def hard_normal_frames(doc: dict, quantile: float = 0.2, margin: float = 1.0) -> dict:

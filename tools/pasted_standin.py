@@ -27,12 +27,18 @@ import cv2
 import numpy as np
 
 from datasets.frames import numbered_frames, open_video, split_dir
+from inference.detect import detect_with, output_names
+from inference.trained_run import TrainedRun, load_trained_run
+from scoring.frame_scores import (
+    auroc_summary,
+    empty_frame_score,
+    fuse_scores,
+    touches_border,
+    video_frame_scores,
+)
+from scoring.weights import score_weights
 from utils.cli import run_cli
-from utils.detect import detect, output_names
-from utils.detector import load_run
 from utils.io import write_json
-from utils.object_errors import score_weights
-from utils.scoring import auroc_summary, fuse_scores, video_frame_scores
 
 SPEED = 0.9  # px/frame, a Ped2 walker's speed
 ENTRY_FRAME = 10  # the object starts to enter at this frame
@@ -138,9 +144,12 @@ def make_standin(cfg, out_root: Path) -> list[tuple[Path, np.ndarray, str]]:
 
 
 def _objects(folder: Path) -> dict[str, np.ndarray]:
-    """Per-object frame index, S_r and S_p from detect's objects.csv."""
+    """Per-object frame index, box, S_r, S_p (and S_a) from detect's objects.csv."""
     table = np.genfromtxt(folder / "objects.csv", delimiter=",", names=True, ndmin=1)
-    return {k: np.atleast_1d(table[k]) for k in ("frame", "s_r", "s_p")}
+    keys = [
+        k for k in ("frame", "x1", "y1", "x2", "y2", "s_r", "s_p", "s_a") if k in table.dtype.names
+    ]
+    return {k: np.atleast_1d(table[k]) for k in keys}
 
 
 def _micro(smoothed, labels, keep) -> float:
@@ -151,39 +160,49 @@ def _micro(smoothed, labels, keep) -> float:
 
 
 def score_standin(
-    run_dir: Path, items: list[tuple[Path, np.ndarray, str]], out_dir: Path, weights: dict
+    det: TrainedRun, items: list[tuple[Path, np.ndarray, str]], out_dir: Path, weights: dict
 ) -> dict:
     """Score the stand-in videos with the run (detect writes its outputs under `out_dir`);
-    micro AUROC (%) per named weight pair (w_r, w_p), over all videos and per object kind."""
-    docs = detect(run_dir, [p for p, _, _ in items], out_dir=out_dir, progress=False)
-    names = output_names([open_video(p) for p, _, _ in items])
+    micro AUROC (%) per named score, over all videos and per object kind, fused as eval.py
+    fuses (training statistics, border groups, smoothing)."""
+    videos = [open_video(p) for p, _, _ in items]
+    names = output_names(videos)
+    detect_with(det, videos, out_dir, progress=False)
     objects = [_objects(out_dir / name) for name in names]
-    stats, scoring = docs[0]["train_stats"], docs[0]["scoring"]
+    cfg = det.cfg
     labels = [lab for _, lab, _ in items]
     kinds = [k for _, _, k in items]
+
+    def column(key):
+        return np.concatenate([o[key] for o in objects]) if key in objects[0] else None
+
     video_idx = np.concatenate([np.full(len(o["frame"]), v) for v, o in enumerate(objects)])
-    frame_idx = np.concatenate([o["frame"] for o in objects]).astype(np.int64)
-    s_r = np.concatenate([o["s_r"] for o in objects])
-    s_p = np.concatenate([o["s_p"] for o in objects])
-    smoothing = scoring["smoothing"]
+    frame_idx = column("frame").astype(np.int64)
+    boxes = np.stack([column(k) for k in ("x1", "y1", "x2", "y2")], axis=1)
+    border = None
+    if cfg.eval.border_stats:
+        border = touches_border(boxes, videos[0].frame_size, cfg.eval.border_margin)
     result = {"videos": names, "kinds": kinds, "speed_px_per_frame": SPEED, "scores": {}}
-    for name, (w_r, w_p) in weights.items():
-        obj = fuse_scores(s_r, s_p, stats, w_r, w_p)
-        empty = float(fuse_scores(np.zeros(1), np.zeros(1), stats, w_r, w_p)[0])
+    for name, (w_r, w_p, w_a) in weights.items():
+        obj = fuse_scores(
+            column("s_r"), column("s_p"), det.stats, w_r, w_p, border, column("s_a"), w_a
+        )
+        empty = empty_frame_score(det.stats, w_r, w_p, grouped=border is not None, w_a=w_a)
         _, smoothed = video_frame_scores(
             obj,
             video_idx,
             frame_idx,
             [len(lab) for lab in labels],
             empty,
-            scoring["drop_first"],
-            smoothing["smoothing"],
-            smoothing["window"],
-            smoothing["sigma"],
+            cfg.eval.drop_first,
+            cfg.eval.smoothing,
+            cfg.eval.window,
+            cfg.eval.sigma,
         )
         result["scores"][name] = {
             "w_r": w_r,
             "w_p": w_p,
+            **({"w_a": w_a} if w_a else {}),
             "micro_auroc": _micro(smoothed, labels, [True] * len(items)),
             "micro_auroc_per_kind": {
                 kind: _micro(smoothed, labels, [k in (kind, "none") for k in kinds])
@@ -212,10 +231,10 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
     parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
     args = parser.parse_args(argv)
-    cfg, *_ = load_run(args.run)
+    det = load_trained_run(args.run)
     work = args.work or args.run / "standin"
-    items = make_standin(cfg, work / "frames")
-    result = score_standin(args.run, items, work / "scores", score_weights(cfg))
+    items = make_standin(det.cfg, work / "frames")
+    result = score_standin(det, items, work / "scores", score_weights(det.cfg))
     write_json(args.out or args.run / "eval" / "standin.json", result)
     if args.preview:
         write_preview(items, args.preview)

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from utils.checkpoint import CheckpointError
+from utils.fingerprint import CheckpointError
 from utils.io import LockedError
 
 # Errors that the project raises with a message meant for the user (ConfigError, DetectError

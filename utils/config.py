@@ -166,6 +166,22 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     return cfg
 
 
+def replaced(cfg: Config, changes: dict[str, Any]) -> Config:
+    """A checked copy of `cfg` with dotted keys set to new values (a loaded config is never
+    changed in place: copies say what differs)."""
+    new = copy.deepcopy(cfg)
+    for dotted, value in changes.items():
+        *path, key = dotted.split(".")
+        section = new
+        for part in path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or key not in section:
+            raise ConfigError(f"unknown config key {dotted!r}")
+        section[key] = as_config(value)
+    check_values(new)
+    return new
+
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -186,7 +202,9 @@ def check_values(cfg: Config) -> None:
         for key in ("lr", "eps", "gamma"):
             value = section[key]
             _require(math.isfinite(value) and value >= 0, f"{stage}.{key}", value, "finite, >= 0")
-    for key in ("w_r", "w_p", "sigma", "border_margin"):
+    k = cfg.eval.appearance_k
+    _require(k >= 1, "eval.appearance_k", k, "an integer >= 1")
+    for key in ("w_r", "w_p", "w_a", "sigma", "border_margin"):
         value = cfg.eval[key]
         _require(math.isfinite(value), f"eval.{key}", value, "a finite number")
     _require(cfg.eval.window >= 1, "eval.window", cfg.eval.window, "a positive odd integer")

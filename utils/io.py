@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -162,3 +163,8 @@ def open_npy_for_writing(path: str | os.PathLike, dtype, shape: tuple):
             f"not enough disk space to write {path}: {needed:,} bytes needed, {free:,} free"
         )
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+
+def finite_or_none(values) -> list:
+    """Floats for JSON, with None where a value is not finite (NaN is not valid JSON)."""
+    return [float(v) if math.isfinite(v) else None for v in values]

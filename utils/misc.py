@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
-
-from utils.io import read_json, write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -87,17 +83,7 @@ def git_commit() -> str:
     return commit + ("+changes" if commit and dirty.stdout.strip() else "")
 
 
-def record_times(cfg, seconds: dict) -> None:
-    """Append this invocation (command, commit, seconds of the steps that did work) to
-    <run_dir>/pipeline_times.json, so a run split over several invocations keeps every time."""
-    path = Path(cfg.run_dir) / "pipeline_times.json"
-    history = read_json(path) if path.is_file() else []
-    history.append(
-        {
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv),
-            "commit": git_commit(),
-            "seconds": {k: round(v, 1) for k, v in seconds.items()},
-        }
-    )
-    write_json(path, history)
+def set_cpu_threads(cfg) -> None:
+    """Apply train.cpu_threads (0 keeps torch's default)."""
+    if cfg.train.cpu_threads > 0:
+        torch.set_num_threads(cfg.train.cpu_threads)

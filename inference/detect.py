@@ -41,9 +41,8 @@ import numpy as np
 
 from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
-from pre_process.stream import StreamFrame, stream_cubes
-from utils.checkpoint import checkpoint_identity
-from utils.detect_outputs import (
+from engine.checkpoint import checkpoint_identity
+from inference.outputs import (
     IntermediateWriter,
     ObjectsCsv,
     VideoAnnotator,
@@ -51,17 +50,14 @@ from utils.detect_outputs import (
     streamed_file,
     write_frame_csv,
 )
-from utils.detect_scoring import LiveSmoother, score_stream
-from utils.detect_thresholds import (
-    Threshold,
-    absolute_threshold,
-    anomalous_intervals,
-    far_threshold,
-)
-from utils.detector import DetectError, Detector, load_detector
-from utils.io import read_json, write_json
+from inference.stream_scoring import LiveSmoother, score_stream
+from inference.thresholds import Threshold, absolute_threshold, anomalous_intervals, far_threshold
+from inference.trained_run import DetectError, TrainedRun, load_trained_run
+from pre_process.stream import StreamFrame, stream_cubes
+from scoring.frame_scores import smooth
+from scoring.statistics import STAT_KEYS
+from utils.io import finite_or_none, read_json, write_json
 from utils.misc import get_logger, progress_bar
-from utils.scoring import smooth
 
 FORMAT = "hf2vad-detect-1"
 DEFAULT_FOLDER_FPS = 25.0  # frames per second assumed for folders of images (--fps to change)
@@ -119,7 +115,7 @@ def limit_frames(video: Video, max_frames: int) -> Video:
 BYTES_PER_PIXEL = 300
 
 
-def training_frame_size(det: Detector) -> tuple[int, int] | None:
+def training_frame_size(det: TrainedRun) -> tuple[int, int] | None:
     """(height, width) of the run's training frames, when its training cubes are at hand."""
     manifest = cube_dir(det.cfg, det.cfg.data.train_split) / "manifest.json"
     if not manifest.is_file():
@@ -147,7 +143,7 @@ def warn_frame_size(video: Video, trained: tuple[int, int] | None, factor: float
 
 
 def detect_video(
-    det: Detector,
+    det: TrainedRun,
     video: Video,
     out_dir: Path,
     threshold: Threshold | None = None,
@@ -185,11 +181,11 @@ def detect_video(
         stream = _tapped(stream, intermediate.add)
     frame_bytes = video.frame_size[0] * video.frame_size[1] * 3
     max_pending = int(np.clip(FRAME_BUFFER_BYTES // frame_bytes, 4, cfg.eval.batch_size))
-    scored = score_stream(det.model, stream, det.device, cfg.eval.batch_size, max_pending)
+    novelty = det.appearance_novelty if det.appearance is not None else None
+    scored = score_stream(det.model, stream, det.device, cfg.eval.batch_size, max_pending, novelty)
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
     thr = threshold.value if threshold is not None else None
-    w_r, w_p = det.weights
-    colour_scale = thr if thr is not None and thr > 0 else 3.0 * (abs(w_r) + abs(w_p))
+    colour_scale = thr if thr is not None and thr > 0 else 3.0 * sum(map(abs, det.weights))
     raw_scores, num_objects, live_smoothed = [], [], []
     tic = time.time()
     try:
@@ -197,7 +193,7 @@ def detect_video(
             streamed_file(out_dir / "annotated.mp4", suffix=".mp4") as video_path,
             streamed_file(out_dir / "objects.csv") as objects_path,
             VideoAnnotator(video_path, fps, video.frame_size, colour_scale) as ann,
-            ObjectsCsv(objects_path) as objects,
+            ObjectsCsv(objects_path, appearance=det.appearance is not None) as objects,
             progress_bar(
                 total=video.num_frames, desc=video.name, unit="frame", disable=not progress
             ) as bar,
@@ -214,12 +210,12 @@ def detect_video(
                         f"{video.source}: non-finite object error at frame {item.index} "
                         f"(S_r {list(item.s_r)}, S_p {list(item.s_p)})"
                     )
-                scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size)
+                scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size, item.s_a)
                 raw = float(scores.max()) if len(scores) else det.empty_score
                 raw = float("nan") if item.index < cfg.eval.drop_first else raw
                 raw_scores.append(raw)
                 num_objects.append(len(scores))
-                objects.write(item.index, item.boxes, item.s_r, item.s_p, scores)
+                objects.write(item.index, item.boxes, item.s_r, item.s_p, scores, item.s_a)
                 show(live.push(item.index, raw, (item.frame, item.boxes, scores, raw)))
                 bar.update(1)
             show(live.finish())
@@ -252,21 +248,17 @@ def _tapped(stream: Iterable[StreamFrame], store) -> Iterator[StreamFrame]:
         yield item
 
 
-def _nulls(values: np.ndarray) -> list:
-    return [float(v) if np.isfinite(v) else None for v in values]
-
-
 def _write_results(
     det, video, out_dir, fps, raw, smoothed, live_smoothed, num_objects, threshold, seconds
 ) -> dict:
     cfg = det.cfg
     if not np.allclose(live_smoothed, smoothed, rtol=1e-9, atol=1e-9, equal_nan=True):
-        raise RuntimeError("live smoothing differs from utils.scoring.smooth (a bug)")
+        raise RuntimeError("live smoothing differs from scoring.frame_scores.smooth (a bug)")
     intervals, anomalous = [], None
     if threshold is not None:
         intervals = anomalous_intervals(smoothed, threshold.value, fps)
         anomalous = np.nan_to_num(smoothed, nan=-np.inf) > threshold.value
-    w_r, w_p = det.weights
+    w_r, w_p, w_a = det.weights
     doc = {
         "format": FORMAT,
         "input": str(video.source),
@@ -280,19 +272,20 @@ def _write_results(
             "model_type": cfg.model.type,
             "w_r": w_r,
             "w_p": w_p,
+            **({"w_a": w_a} if w_a else {}),
             "drop_first": cfg.eval.drop_first,
             "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
             "empty_frame_score": det.empty_score,
         },
-        "train_stats": {k: det.stats[k] for k in ("mean_r", "std_r", "mean_p", "std_p")},
+        "train_stats": {k: det.stats[k] for k in STAT_KEYS + ("mean_a", "std_a") if k in det.stats},
         "threshold": threshold.to_dict() if threshold is not None else None,
         "intervals": intervals,
         "num_objects": int(sum(num_objects)),
         "seconds": round(seconds, 3),
         "frames_per_second": round(len(raw) / seconds, 2) if seconds > 0 else None,
         "frames": {
-            "raw_score": _nulls(raw),
-            "smoothed_score": _nulls(smoothed),
+            "raw_score": finite_or_none(raw),
+            "smoothed_score": finite_or_none(smoothed),
             "num_objects": [int(n) for n in num_objects],
         },
     }
@@ -344,13 +337,27 @@ def detect(
     if fps is not None and not fps > 0:
         raise DetectError(f"--fps must be positive, got {fps}")
     videos = [limit_frames(open_input(p), max_frames) for p in inputs]
-    det = load_detector(run_dir, overrides, device)
+    det = load_trained_run(run_dir, overrides, device)
+    out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "detect"
+    return detect_with(det, videos, out_dir, threshold, far, fps, save_intermediate, progress)
+
+
+def detect_with(
+    det: TrainedRun,
+    videos: list[Video],
+    out_dir: Path,
+    threshold: float | None = None,
+    far: float | None = None,
+    fps: float | None = None,
+    save_intermediate: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """`detect` with a loaded run and opened videos: one output folder per video."""
     chosen = None
     if threshold is not None:
         chosen = absolute_threshold(threshold)
     elif far is not None:
         chosen = far_threshold(det, far)
-    out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "detect"
     log = get_logger()
     docs = []
     for video, name in zip(videos, output_names(videos)):

@@ -150,14 +150,16 @@ class VideoAnnotator:
 
 
 class ObjectsCsv:
-    """objects.csv, one row per object as it is scored: frame, box, S_r, S_p, fused score."""
+    """objects.csv, one row per object as it is scored: frame, box, S_r, S_p, (S_a,) fused score."""
 
     HEADER = ("frame", "x1", "y1", "x2", "y2", "s_r", "s_p", "score")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, appearance: bool = False):
         self.handle = open(path, "w", newline="")
         self.writer = csv.writer(self.handle)
-        self.writer.writerow(self.HEADER)
+        self.appearance = appearance
+        header = self.HEADER[:-1] + ("s_a", "score") if appearance else self.HEADER
+        self.writer.writerow(header)
 
     def __enter__(self) -> ObjectsCsv:
         return self
@@ -165,10 +167,11 @@ class ObjectsCsv:
     def __exit__(self, *exc) -> None:
         self.handle.close()
 
-    def write(self, index: int, boxes, s_r, s_p, scores) -> None:
-        for box, r, p, s in zip(boxes, s_r, s_p, scores):
+    def write(self, index: int, boxes, s_r, s_p, scores, s_a=None) -> None:
+        columns = [s_r, s_p] + ([s_a] if self.appearance else [])
+        for box, *errors, s in zip(boxes, *columns, scores):
             self.writer.writerow(
-                [index, *(f"{v:.2f}" for v in box), f"{r:.6g}", f"{p:.6g}", f"{s:.6g}"]
+                [index, *(f"{v:.2f}" for v in box), *(f"{e:.6g}" for e in errors), f"{s:.6g}"]
             )
 
 

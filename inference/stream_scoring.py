@@ -4,7 +4,7 @@ that releases each frame's score as soon as it is final."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 
 from models import object_scores
 from pre_process.stream import StreamFrame
-from utils.scoring import smooth
+from scoring.frame_scores import smooth
 
 
 class ScoredFrame(NamedTuple):
@@ -23,6 +23,7 @@ class ScoredFrame(NamedTuple):
     boxes: np.ndarray  # float32 [K, 4]
     s_r: np.ndarray  # float64 [K]
     s_p: np.ndarray  # float64 [K]
+    s_a: np.ndarray | None = None  # float64 [K], the appearance novelty when scored
 
 
 @torch.inference_mode()
@@ -43,36 +44,44 @@ def cube_errors(model, frame_cubes, flow_cubes, device, batch_size: int):
 
 
 def score_stream(
-    model, stream: Iterable[StreamFrame], device, batch_size: int, max_pending: int = 64
+    model,
+    stream: Iterable[StreamFrame],
+    device,
+    batch_size: int,
+    max_pending: int = 64,
+    novelty: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[ScoredFrame]:
     """Score the cubes of a frame stream in model batches that span frames: frames wait until
-    `batch_size` cubes or `max_pending` frames are pending. Yields every frame, in order."""
+    `batch_size` cubes or `max_pending` frames are pending. Yields every frame, in order.
+    `novelty`: target-frame crops uint8 [N, s, s, 3] -> S_a [N] (appearance novelty)."""
     pending: list[StreamFrame] = []
     num_cubes = 0
     for item in stream:
         pending.append(item)
         num_cubes += len(item.boxes)
         if num_cubes >= batch_size or len(pending) >= max_pending:
-            yield from _score_pending(model, pending, device, batch_size)
+            yield from _score_pending(model, pending, device, batch_size, novelty)
             pending, num_cubes = [], 0
-    yield from _score_pending(model, pending, device, batch_size)
+    yield from _score_pending(model, pending, device, batch_size, novelty)
 
 
-def _score_pending(model, pending: list[StreamFrame], device, batch_size: int):
+def _score_pending(model, pending: list[StreamFrame], device, batch_size: int, novelty=None):
     if not pending:
         return
     frame_cubes = np.concatenate([p.frame_cubes for p in pending])
     flow_cubes = np.concatenate([p.flow_cubes for p in pending])
     s_r, s_p = cube_errors(model, frame_cubes, flow_cubes, device, batch_size)
     bounds = np.cumsum([len(p.boxes) for p in pending])[:-1]
-    for p, r, q in zip(pending, np.split(s_r, bounds), np.split(s_p, bounds)):
-        yield ScoredFrame(p.index, p.frame, p.boxes, r, q)
+    s_a = None if novelty is None else np.split(novelty(frame_cubes[:, -1]), bounds)
+    for k, (p, r, q) in enumerate(zip(pending, np.split(s_r, bounds), np.split(s_p, bounds))):
+        yield ScoredFrame(p.index, p.frame, p.boxes, r, q, None if s_a is None else s_a[k])
 
 
 class LiveSmoother:
-    """Smoothed frame scores as soon as they are final, equal to `utils.scoring.smooth` over the
-    whole video: a frame's smoothed value depends on the scores within `radius` frames (clipped
-    at the ends of the scored stretch), so it is final `radius` frames later (or at the end).
+    """Smoothed frame scores as soon as they are final, equal to `scoring.frame_scores.smooth`
+    over the whole video: a frame's smoothed value depends on the scores within `radius` frames
+    (clipped at the ends of the scored stretch), so it is final `radius` frames later (or at the
+    end).
 
     push(index, raw, payload) and finish() return [(index, smoothed, payload)] in frame order;
     frames with a NaN raw score (not scored) come out at once with NaN.

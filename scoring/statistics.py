@@ -15,56 +15,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets import open_cubes
-from models import ScoringModel, model_type, object_scores, scoring_model
-from utils.checkpoint import checkpoint_identity, stage_dir
+from engine.checkpoint import checkpoint_identity
+from models import object_scores
+from scoring.frame_scores import border_statistics, check_finite, touches_border
 from utils.io import read_json, write_json, write_npz
 from utils.misc import get_logger, progress_bar, seed_everything
-from utils.scoring import border_statistics, check_finite, touches_border
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
-
-
-def stages_for(cfg) -> list[int]:
-    """The training stages of the configured model type, in order (models/types.py); stage 1
-    is left out when `train.stage1_from` names a finished one, stage 3 when it has no epochs."""
-    stages = list(model_type(cfg.model.type).stages)
-    if 3 in stages and cfg.stage3.num_epochs <= 0:
-        stages.remove(3)
-    return [s for s in stages if not (s == 1 and cfg.train.stage1_from)]
-
-
-def kept_epoch_checkpoints(cfg) -> list[Path]:
-    """The epoch_NNN.pth of the final training stage, in order (written with
-    train.keep_epochs; empty without)."""
-    return sorted(stage_dir(cfg, stages_for(cfg)[-1]).glob("epoch_*.pth"))
-
-
-def eval_checkpoint_path(cfg) -> Path:
-    """best/last of the final stage (`train.stage1_from` for a memae that trains nothing here),
-    or the path given in eval.checkpoint."""
-    choice = cfg.eval.checkpoint
-    if choice not in ("best", "last"):
-        return Path(choice)
-    stages = stages_for(cfg)
-    if not stages:
-        return Path(cfg.train.stage1_from)
-    return stage_dir(cfg, stages[-1]) / f"{choice}.pth"
-
-
-def score_weights(cfg) -> dict[str, tuple[float, float]]:
-    """The (w_r, w_p) of each score the model type has (models/types.py), the primary first:
-    fused (eval.w_r, eval.w_p); flow_reconstruction (1, 0); frame_prediction (0, 1)."""
-    weights = {
-        "fused": (cfg.eval.w_r, cfg.eval.w_p),
-        "flow_reconstruction": (1.0, 0.0),
-        "frame_prediction": (0.0, 1.0),
-    }
-    return {name: weights[name] for name in model_type(cfg.model.type).scores}
-
-
-def primary_score(cfg) -> str:
-    """The name of the model type's main score."""
-    return model_type(cfg.model.type).primary_score
 
 
 def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
@@ -75,18 +32,6 @@ def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda" and cfg.eval.amp:
         return torch.float16
     return None
-
-
-def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
-    """The restored model as eval.py and detect.py score with it (eval.fuse,
-    eval.channels_last, eval.bf16_cpu / eval.amp, eval.cpu_micro_batch; models/inference.py)."""
-    return scoring_model(
-        model.to(device).eval(),
-        fuse=cfg.eval.fuse,
-        channels_last=cfg.eval.channels_last,
-        autocast_dtype=scoring_dtype(cfg, device),
-        micro_batch=cfg.eval.cpu_micro_batch if device.type == "cpu" else 0,
-    )
 
 
 def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
@@ -226,16 +171,8 @@ def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> d
     return _training_pass(cfg, model, identity, ckpt_path, device)[1]
 
 
-def border_groups(objects: dict, margin: float) -> dict:
+def border_groups(objects: dict, margin: float, s_a: np.ndarray | None = None) -> dict:
     """Score statistics of the training objects cut by the image border (within `margin`
-    pixels) and of the others, from the per-object training errors."""
+    pixels) and of the others, from the per-object training errors (and their S_a)."""
     border = touches_border(objects["boxes"], objects["frame_size"], margin)
-    return border_statistics(objects["s_r"], objects["s_p"], border, margin)
-
-
-def with_border_groups(cfg, stats: dict, model, ckpt: dict, ckpt_path: Path, device) -> dict:
-    """`stats` plus their per-group version under "groups" when eval.border_stats is set."""
-    if not cfg.eval.border_stats:
-        return stats
-    objects = training_object_errors(cfg, model, ckpt, ckpt_path, device)
-    return dict(stats, groups=border_groups(objects, cfg.eval.border_margin))
+    return border_statistics(objects["s_r"], objects["s_p"], border, margin, s_a)

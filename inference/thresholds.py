@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from utils.detector import DetectError, Detector, has_training_cubes
-from utils.object_errors import cached_object_errors, training_object_errors
-from utils.scoring import video_frame_scores
+from inference.trained_run import DetectError, TrainedRun, has_training_cubes
+from scoring.frame_scores import video_frame_scores
+from scoring.statistics import cached_object_errors, training_object_errors
 
 
 @dataclass
@@ -33,21 +33,20 @@ def absolute_threshold(value: float) -> Threshold:
     return Threshold(float(value), "absolute", note="given on the command line")
 
 
-def far_threshold(det: Detector, far: float) -> Threshold:
+def far_threshold(det: TrainedRun, far: float) -> Threshold:
     """The smoothed score exceeded by a fraction `far` of the training frames (from the errors
     cached beside the checkpoint, or the training cubes); without either, the normal
-    approximation of utils.detect's docstring."""
+    approximation of inference.detect's docstring."""
     if not 0 < far < 1:
         raise DetectError(f"--far must be a false-alarm rate strictly between 0 and 1, got {far}")
     objects = cached_object_errors(det.cfg, det.ckpt, det.ckpt_path, det.device)
     if objects is None and has_training_cubes(det.cfg):
         objects = training_object_errors(det.cfg, det.model, det.ckpt, det.ckpt_path, det.device)
     if objects is None:
-        w_r, w_p = det.weights
-        value = float(norm.ppf(1 - far) * (abs(w_r) + abs(w_p)))
+        value = float(norm.ppf(1 - far) * sum(map(abs, det.weights)))
         note = (
             "neither cached training errors nor training cubes found: per-object normal "
-            "approximation z(1-far)*(|w_r|+|w_p|), ignoring the maximum over objects and the "
+            "approximation z(1-far)*(|w_r|+|w_p|+|w_a|), ignoring the maximum over objects and the "
             "smoothing (rough)"
         )
         return Threshold(value, "normal_approximation", far, note=note)
@@ -72,12 +71,14 @@ def far_quantile(scores: np.ndarray, far: float) -> float:
     return float(values[np.argmax(above <= far * len(scores) + 1e-9)])
 
 
-def training_frame_scores(det: Detector, objects: dict[str, np.ndarray]) -> np.ndarray:
+def training_frame_scores(det: TrainedRun, objects: dict[str, np.ndarray]) -> np.ndarray:
     """Smoothed frame scores of every scored training frame from its objects' errors, with
     eval's protocol."""
     cfg = det.cfg
     _, smoothed = video_frame_scores(
-        det.fuse(objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"]),
+        det.fuse(
+            objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"], det.train_s_a
+        ),
         objects["video_idx"],
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],

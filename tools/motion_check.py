@@ -1,7 +1,7 @@
 """Does a run's frame predictor use motion? Its error on evenly spaced cubes as trained and with
 one input taken away, beside two model-free references.
 
-    python -m utils.motion_check --run runs/ped2_cpu [--split testing] [--num-cubes 256]
+    python -m tools.motion_check --run runs/ped2_cpu [--split testing] [--num-cubes 256]
                                  [--all-epochs]
 
 Every row is the S_p of docs/method.md §6 (squared error summed over 3 x 32 x 32) against the target
@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
+from engine.checkpoint import checkpoint_identity
+from engine.run_dir import kept_epoch_checkpoints, stage_dir, stages_for
+from inference.trained_run import load_run, run_config_path
 from models import model_type
-from utils.checkpoint import checkpoint_identity, stage_dir
+from tools.report import motion_epochs_table
 from utils.cli import run_cli
-from utils.config import load_config
-from utils.detector import load_run, run_config_path
+from utils.config import load_config, replaced
 from utils.io import write_json
-from utils.object_errors import kept_epoch_checkpoints, stages_for
-from utils.report import motion_epochs_table
 
 
 def crop_flow(
@@ -134,8 +134,7 @@ def check_run(run_dir: Path, split: str | None, num_cubes: int, checkpoint=None)
 
 def kept_epochs(run_dir: Path) -> list[Path]:
     """The epoch_NNN.pth of the run's final stage, in order (needs train.keep_epochs)."""
-    cfg = load_config(run_config_path(run_dir))
-    cfg.run_dir = str(run_dir)
+    cfg = replaced(load_config(run_config_path(run_dir)), {"run_dir": str(run_dir)})
     paths = kept_epoch_checkpoints(cfg)
     if not paths:
         folder = stage_dir(cfg, stages_for(cfg)[-1])
@@ -179,4 +178,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, "utils.motion_check")
+    run_cli(main, "tools.motion_check")

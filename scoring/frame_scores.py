@@ -1,7 +1,8 @@
 """Frame-level anomaly scores and AUROC with the paper's protocol (docs/method.md §6).
 
-Object scores S_r (flow reconstruction error) and S_p (frame prediction error) are z-normalised with
-training statistics and fused; a frame's score is the maximum over *all* its objects; a frame
+Object scores S_r (flow reconstruction error) and S_p (frame prediction error), and optionally
+the appearance novelty S_a (scoring/appearance.py), are z-normalised with training statistics and
+fused; a frame's score is the maximum over *all* its objects; a frame
 without objects gets the score of a zero-error object; the first `drop_first` frames of each video
 are not scored (NaN here, null in JSON); the rest is smoothed per video. Micro AUROC concatenates
 all labelled videos, macro AUROC averages the per-video AUROCs of videos holding both classes.
@@ -56,28 +57,32 @@ def touches_border(boxes: np.ndarray, frame_size: Sequence[int], margin: float) 
     )
 
 
-def score_statistics(s_r: np.ndarray, s_p: np.ndarray) -> dict[str, float]:
-    """Mean and standard deviation of S_r and S_p over a set of training cubes."""
+def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None) -> dict[str, float]:
+    """Mean and standard deviation of S_r and S_p (and S_a when given) over training cubes."""
     s_r, s_p = np.asarray(s_r, dtype=np.float64), np.asarray(s_p, dtype=np.float64)
     if len(s_r) < 2:
         raise ValueError(f"{len(s_r)} training cube(s): too few for score statistics")
-    return {
+    stats = {
         "mean_r": float(s_r.mean()),
         "std_r": float(s_r.std()),
         "mean_p": float(s_p.mean()),
         "std_p": float(s_p.std()),
         "num_cubes": len(s_r),
     }
+    if s_a is not None:
+        s_a = np.asarray(s_a, dtype=np.float64)
+        stats.update(mean_a=float(s_a.mean()), std_a=float(s_a.std()))
+    return stats
 
 
-def border_statistics(s_r, s_p, border: np.ndarray, margin: float) -> dict:
+def border_statistics(s_r, s_p, border: np.ndarray, margin: float, s_a=None) -> dict:
     """Score statistics of the training cubes cut by the image border and of the others."""
     border = np.asarray(border, dtype=bool)
-    return {
-        "margin": margin,
-        "border": score_statistics(s_r[border], s_p[border]),
-        "interior": score_statistics(s_r[~border], s_p[~border]),
-    }
+
+    def part(mask):
+        return score_statistics(s_r[mask], s_p[mask], None if s_a is None else s_a[mask])
+
+    return {"margin": margin, "border": part(border), "interior": part(~border)}
 
 
 def fuse_scores(
@@ -87,8 +92,11 @@ def fuse_scores(
     w_r: float,
     w_p: float,
     border: np.ndarray | None = None,
+    s_a: np.ndarray | None = None,
+    w_a: float = 0.0,
 ) -> np.ndarray:
-    """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p; a zero weight skips its term.
+    """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p [+ w_a (S_a - mu_a) / sigma_a];
+    a zero weight skips its term (S_a, the appearance novelty, is needed only when w_a != 0).
 
     `stats` holds `mean_r`, `std_r`, `mean_p`, `std_p` (training cubes). A term with a non-zero
     weight and a zero standard deviation is an error (the branch gives no information).
@@ -100,13 +108,18 @@ def fuse_scores(
     if border is not None:
         groups = stats["groups"]
         border = np.broadcast_to(np.asarray(border, dtype=bool), np.broadcast(s_r, s_p).shape)
-        inner = fuse_scores(s_r, s_p, groups["interior"], w_r, w_p)
-        outer = fuse_scores(s_r, s_p, groups["border"], w_r, w_p)
+        inner = fuse_scores(s_r, s_p, groups["interior"], w_r, w_p, s_a=s_a, w_a=w_a)
+        outer = fuse_scores(s_r, s_p, groups["border"], w_r, w_p, s_a=s_a, w_a=w_a)
         return np.where(border, outer, inner)
     fused = np.zeros(np.broadcast(s_r, s_p).shape, dtype=np.float64)
-    for weight, values, key in ((w_r, s_r, "r"), (w_p, s_p, "p")):
+    for weight, values, key in ((w_r, s_r, "r"), (w_p, s_p, "p"), (w_a, s_a, "a")):
         if weight == 0:
             continue
+        if values is None or f"std_{key}" not in stats:
+            raise ValueError(
+                f"eval.w_{key} is {weight} but the appearance novelty S_a or its training "
+                "statistics are missing (evaluate again without --rescore)"
+            )
         std = float(stats[f"std_{key}"])
         if not std > 0:
             raise ValueError(
@@ -117,12 +130,15 @@ def fuse_scores(
     return fused
 
 
-def empty_frame_score(stats: Mapping, w_r: float, w_p: float, grouped: bool = False) -> float:
-    """The fused score of an object whose errors are both zero (used for frames without objects);
+def empty_frame_score(
+    stats: Mapping, w_r: float, w_p: float, grouped: bool = False, w_a: float = 0.0
+) -> float:
+    """The fused score of an object whose errors are all zero (used for frames without objects);
     `grouped`: with the interior objects' statistics (see `fuse_scores`)."""
     if grouped:
         stats = stats["groups"]["interior"]
-    return float(fuse_scores(np.zeros(1), np.zeros(1), stats, w_r, w_p)[0])
+    zero = np.zeros(1)
+    return float(fuse_scores(zero, zero, stats, w_r, w_p, s_a=zero, w_a=w_a)[0])
 
 
 def frame_max_scores(

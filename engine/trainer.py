@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -29,14 +28,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.distributed import DistContext, barrier
 from utils.config import save_config
+from utils.fingerprint import CheckpointError
 from utils.io import folder_lock
 from utils.misc import (
     get_logger,
     progress_bar,
     progress_bars_wanted,
-    resolve_device,
     seed_everything,
     seed_worker,
 )
@@ -47,60 +47,6 @@ LossFn = Callable[[nn.Module, dict], tuple[dict[str, torch.Tensor], dict]]
 ImageFn = Callable[[dict, dict], torch.Tensor]
 # val_fn(module in eval mode, batch) -> per-cube validation error [B] (lower is better)
 ValFn = Callable[[nn.Module, dict], torch.Tensor]
-
-
-@dataclass
-class DistContext:
-    """Where this process stands: its rank among `world_size` processes and its device."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def set_cpu_threads(cfg) -> None:
-    """Apply train.cpu_threads (0 keeps torch's default)."""
-    if cfg.train.cpu_threads > 0:
-        torch.set_num_threads(cfg.train.cpu_threads)
-
-
-def setup_distributed(cfg) -> DistContext:
-    """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device."""
-    set_cpu_threads(cfg)
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if world_size > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        # Long timeout: rank 0 alone pre-processes and evaluates while the others wait.
-        dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=3)
-        )
-    return DistContext(rank, world_size, local_rank, device)
-
-
-def cleanup_distributed() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def build_optimizer(params, stage_cfg) -> torch.optim.Adam:

@@ -1,0 +1,2 @@
+"""Training: the loop, torchrun support, checkpoints, the run-directory layout and the
+three stages."""

@@ -1,0 +1,183 @@
+"""The three training stages as library functions (docs/method.md §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from datasets import WithFlowRecon, train_val_cubes
+from engine.checkpoint import load_checkpoint, restore_model
+from engine.distributed import setup_distributed
+from engine.run_dir import stage_dir
+from engine.trainer import Stage, autocast, fit, to_device
+from models import build_loss, build_memae, build_model, memae_loss, model_type
+from utils.misc import seed_everything
+from utils.plots import tensorboard_grid
+
+
+def train_stage1(cfg, resume: bool = False) -> dict:
+    """Train (or resume, or skip when finished) stage 1 for `cfg`; returns fit()'s summary."""
+    if 1 not in model_type(cfg.model.type).stages:
+        raise ValueError(
+            f"model.type {cfg.model.type!r} has no ML-MemAE-SC: stage 1 is for hybrid and memae"
+        )
+    if cfg.train.stage1_from:
+        raise ValueError(
+            f"train.stage1_from is {cfg.train.stage1_from!r}: this run uses that stage 1 and "
+            "trains none (set train.stage1_from=null to train one)"
+        )
+    ctx = setup_distributed(cfg)
+    seed_everything(cfg.seed)
+    memae = build_memae(cfg.model.memae)
+    dataset, val_dataset = train_val_cubes(cfg, cfg.stage1.max_cubes)
+    lambda_recon, lambda_ent = cfg.loss.lambda_recon, cfg.loss.lambda_ent
+
+    def loss_fn(module, batch):
+        last_flow = batch["flows"][:, -1]  # y4: the motion into the target frame
+        out = module(last_flow)
+        losses = memae_loss(out["recon"], last_flow, out["att_weights"], lambda_recon, lambda_ent)
+        return losses, out
+
+    def val_fn(module, batch):  # per-cube mean squared error of the last flow's reconstruction
+        last_flow = batch["flows"][:, -1]
+        return (module(last_flow)["recon"].float() - last_flow.float()).pow(2).flatten(1).mean(1)
+
+    def image_fn(batch, out):
+        return tensorboard_grid(batch["flows"][:, -1], out["recon"])
+
+    stage = Stage(
+        "stage1",
+        cfg.stage1,
+        stage_dir(cfg, 1),
+        memae,
+        "memae",
+        dataset,
+        loss_fn,
+        image_fn,
+        val_dataset,
+        val_fn,
+    )
+    return fit(stage, cfg, ctx, resume=resume)
+
+
+def check_stage(cfg, stage: int) -> None:
+    """The stages of each model type are in models/types.py; stage 1 is ml_memae_sc_train.py."""
+    if stage not in (2, 3):
+        raise ValueError(f"train.py runs stage 2 or 3, got {stage} (stage 1: ml_memae_sc_train.py)")
+    kind = model_type(cfg.model.type)
+    if stage in kind.stages:
+        return
+    if kind.stages == (1,):
+        raise ValueError(
+            f"model.type {kind.name!r} is trained by stage 1 alone (ml_memae_sc_train.py)"
+        )
+    raise ValueError(
+        f"stage 3 fine-tunes ML-MemAE-SC and CVAE jointly; model.type {kind.name!r} has no "
+        f"ML-MemAE-SC, so it is trained by stage {kind.stages[-1]} alone"
+    )
+
+
+def _init_weights(cfg, model, stage: int) -> str:
+    """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid; `train.stage1_from` when set), stage 3
+    from stage 2's whole model."""
+    if stage == 2 and model.memae is None:
+        return ""
+    path = stage_dir(cfg, stage - 1) / f"{cfg.train.init_from}.pth"
+    if stage == 2 and cfg.train.stage1_from:
+        path = Path(cfg.train.stage1_from)
+    ckpt = load_checkpoint(path, cfg)
+    restore_model(model, ckpt, path)
+    return f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})"
+
+
+def image_grid(batch, out):
+    """Last flow and its reconstruction (when any), target and predicted frames."""
+    recon = out["flow_recon"][:, -1] if out["flow_recon"] is not None else None
+    return tensorboard_grid(batch["flows"][:, -1], recon, out["frame_target"], out["frame_pred"])
+
+
+@torch.inference_mode()
+def frozen_reconstructions(memae, dataset, device, train_cfg, batch_size: int = 256):
+    """The frozen ML-MemAE-SC's reconstructions of every flow of `dataset` [N, F, 2, H, W]
+    (float32, on the CPU): a fixed function of the cube while stage 2 trains, so computed once."""
+    memae.eval()
+    parts = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        flows = to_device(batch, device)["flows"]
+        with autocast(device, train_cfg):
+            recon = memae(flows.flatten(0, 1))["recon"]
+        parts.append(recon.float().view_as(flows).cpu())
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def prediction_error(module, batch) -> torch.Tensor:
+    """Per-cube mean squared error of the predicted target frame (test mode) [B]."""
+    out = module(batch["frames"], batch["flows"], batch.get("flow_recon"))
+    return (out["frame_pred"].float() - out["frame_target"].float()).pow(2).flatten(1).mean(1)
+
+
+def joint_error(lambda_recon: float, lambda_frame: float):
+    """Stage 3's validation error per cube: the flow reconstruction and frame prediction mean
+    squared errors, weighted as in the loss."""
+
+    def error(module, batch) -> torch.Tensor:
+        out = module(batch["frames"], batch["flows"])
+        recon = (out["flow_recon"].float() - out["flow_target"].float()).pow(2).flatten(1)
+        frame = (out["frame_pred"].float() - out["frame_target"].float()).pow(2).flatten(1)
+        return lambda_recon * recon.mean(1) + lambda_frame * frame.mean(1)
+
+    return error
+
+
+def train_stage(cfg, stage: int, resume: bool = False) -> dict:
+    """Train (or resume, or skip when finished) stage 2 or 3 for `cfg`; returns fit()'s summary."""
+    check_stage(cfg, stage)
+    if cfg.train.init_from not in ("best", "last"):
+        raise ValueError(
+            f"config key 'train.init_from' must be best or last, got {cfg.train.init_from!r}"
+        )
+    ctx = setup_distributed(cfg)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model)
+    init_note = _init_weights(cfg, model, stage)
+    loss_cfg = cfg.loss.to_dict()
+    if stage == 2:
+        model.set_memae_frozen(True)
+        # The frozen ML-MemAE-SC gets no gradients; its loss terms are logged, not optimised.
+        loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
+    criterion = build_loss(loss_cfg)
+    stage_cfg = cfg[f"stage{stage}"]
+    dataset, val_dataset = train_val_cubes(cfg, stage_cfg.max_cubes)
+    if stage == 2 and model.memae is not None:
+        memae = model.memae.to(ctx.device)
+        dataset = WithFlowRecon(
+            dataset, frozen_reconstructions(memae, dataset, ctx.device, cfg.train)
+        )
+        if val_dataset is not None:
+            val_dataset = WithFlowRecon(
+                val_dataset, frozen_reconstructions(memae, val_dataset, ctx.device, cfg.train)
+            )
+    val_fn = prediction_error
+    if stage == 3:
+        val_fn = joint_error(cfg.loss.lambda_recon, cfg.loss.lambda_frame)
+
+    def loss_fn(module, batch):
+        out = module(batch["frames"], batch["flows"], batch.get("flow_recon"))
+        return criterion(out), out
+
+    run = Stage(
+        f"stage{stage}",
+        stage_cfg,
+        stage_dir(cfg, stage),
+        model,
+        "hf2vad",
+        dataset,
+        loss_fn,
+        image_grid,
+        val_dataset,
+        val_fn,
+        init_note,
+    )
+    return fit(run, cfg, ctx, resume=resume)

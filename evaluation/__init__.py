@@ -1,0 +1,1 @@
+"""The paper's evaluation protocol on a labelled test split."""

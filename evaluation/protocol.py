@@ -1,0 +1,557 @@
+"""The paper's evaluation protocol (docs/method.md §6): object scores -> frame scores -> AUROC.
+
+    python eval.py --cfg cfgs/ped2.yaml [key=value ...]
+    python eval.py --cfg cfgs/ped2.yaml --rescore eval.w_p=0.5   # re-fuse a saved scores.json
+
+The model evaluated is the final one of the run: stage 3 (hybrid), stage 2 (cvae, vae, or hybrid
+with stage3.num_epochs=0) or stage 1 (memae); `eval.checkpoint` picks its best.pth (lowest
+training loss, the default; no test labels are used), its last.pth, or any checkpoint path.
+Training statistics of S_r and S_p are computed over all training cubes the first time and
+cached beside the checkpoint (<ckpt>.train_stats.json; `.sampled_seedK` added for sampled latents).
+
+Writes <run_dir>/eval/: scores.json, metrics.json, config.yaml, roc.png, curves/<video>.png,
+objects_highest.png, objects_lowest.png. `--rescore` reads scores.json (checking it was made with
+the same model and data settings) and recomputes fusion, smoothing and AUROC with the current
+eval settings, without the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_curve
+
+from datasets import open_cubes
+from datasets.cubes import cube_dir
+from datasets.labels import load_labels
+from engine.checkpoint import checkpoint_identity
+from engine.run_dir import (
+    eval_dir,
+    kept_epoch_checkpoints,
+    record_times,
+    stage_dir,
+    stages_for,
+)
+from inference.trained_run import trained_run_from_config
+from scoring.frame_scores import (
+    auroc_summary,
+    check_finite,
+    empty_frame_score,
+    flow_magnitude_object_scores,
+    fuse_scores,
+    labelled_frames,
+    touches_border,
+    video_frame_scores,
+)
+from scoring.statistics import (
+    STAT_KEYS,
+    collect_object_scores,
+)
+from scoring.weights import primary_score, score_weights
+from utils.config import replaced, save_config
+from utils.fingerprint import CheckpointError, check_fingerprints, fingerprints
+from utils.io import finite_or_none, folder_lock, read_json, write_json
+from utils.misc import get_logger, git_commit, seed_everything, set_cpu_threads
+from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
+
+SCORES_FORMAT = "hf2vad-scores-1"
+
+
+@dataclass
+class ObjectTable:
+    """Every test object: its errors and where it is. Arrays have one entry per object."""
+
+    s_r: np.ndarray
+    s_p: np.ndarray
+    video_idx: np.ndarray
+    frame_idx: np.ndarray
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2
+    videos: list[str]
+    num_frames: list[int]
+    frame_size: tuple[int, int]  # (height, width) of the test frames
+    s_a: np.ndarray | None = None  # appearance novelty, with eval.w_a > 0
+
+
+def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
+    by_name = load_labels(cfg, list(videos), list(num_frames))
+    return [by_name[name] for name in videos]
+
+
+def _frame_scores(cfg, table: ObjectTable, object_score, empty_score):
+    return video_frame_scores(
+        object_score,
+        table.video_idx,
+        table.frame_idx,
+        table.num_frames,
+        empty_score,
+        cfg.eval.drop_first,
+        cfg.eval.smoothing,
+        cfg.eval.window,
+        cfg.eval.sigma,
+    )
+
+
+def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
+    """For every named weight pair: object scores, raw and smoothed frame scores, AUROC summary.
+
+    Also the flow-magnitude baseline when the table carries it (key "flow_magnitude").
+    """
+    check_finite(table.s_r, table.s_p, table.video_idx, table.frame_idx, table.videos, "scoring")
+    results = {}
+    border = None
+    if cfg.eval.border_stats:
+        check_border_groups(stats, cfg.eval.border_margin)
+        border = touches_border(table.boxes, table.frame_size, cfg.eval.border_margin)
+    for name, (w_r, w_p, w_a) in score_weights(cfg).items():
+        obj = fuse_scores(
+            table.s_r, table.s_p, stats, w_r, w_p, border=border, s_a=table.s_a, w_a=w_a
+        )
+        empty = empty_frame_score(stats, w_r, w_p, grouped=border is not None, w_a=w_a)
+        raw, smoothed = _frame_scores(cfg, table, obj, empty)
+        results[name] = {
+            "w_r": w_r,
+            "w_p": w_p,
+            **({"w_a": w_a} if w_a else {}),
+            "object": obj,
+            "raw": raw,
+            "smoothed": smoothed,
+            "summary": auroc_summary(smoothed, labels),
+        }
+    return results
+
+
+def check_border_groups(stats: dict, margin: float) -> None:
+    """The per-group training statistics that eval.border_stats needs, for this margin."""
+    groups = stats.get("groups")
+    if groups is None or groups["margin"] != margin:
+        have = "none" if groups is None else f"margin {groups['margin']}"
+        raise CheckpointError(
+            f"eval.border_stats needs training statistics per border group for margin {margin} "
+            f"(the scores hold {have}): run eval.py without --rescore to compute them"
+        )
+
+
+def saved_stats(stats: dict) -> dict:
+    """The training statistics as scores.json and metrics.json keep them."""
+    saved = {k: stats[k] for k in STAT_KEYS + ("mean_a", "std_a") if k in stats}
+    if "groups" in stats:
+        saved["groups"] = stats["groups"]
+    return saved
+
+
+def _baseline(cfg, table: ObjectTable, labels) -> dict:
+    """Flow-magnitude-only score on the same cubes: mean |last flow| per object, max per frame."""
+    flows = np.load(cube_dir(cfg, cfg.data.test_split) / "flows.npy", mmap_mode="r")
+    if len(flows) != len(table.s_r):
+        raise ValueError(f"test cubes changed since scoring: {len(flows)} != {len(table.s_r)}")
+    obj = flow_magnitude_object_scores(flows)
+    raw, smoothed = _frame_scores(cfg, table, obj, 0.0)  # a frame without objects has no motion
+    return {
+        "object": obj,
+        "raw": raw,
+        "smoothed": smoothed,
+        "summary": auroc_summary(smoothed, labels),
+    }
+
+
+def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: dict) -> dict:
+    """The scores.json content (see README): per video frame scores, labels and objects."""
+    main = results[primary_score(cfg)]
+    order = np.lexsort((table.frame_idx, table.video_idx))
+    videos = []
+    for v, name in enumerate(table.videos):
+        idx = order[table.video_idx[order] == v]
+        videos.append(
+            {
+                "name": name,
+                "num_frames": int(table.num_frames[v]),
+                "labels": None if labels[v] is None else [int(x) for x in labels[v]],
+                "frame_score": finite_or_none(main["raw"][v]),
+                "smoothed_score": finite_or_none(main["smoothed"][v]),
+                "objects": {
+                    "frame": [int(f) for f in table.frame_idx[idx]],
+                    "box": [[float(c) for c in box] for box in table.boxes[idx]],
+                    "s_r": [float(x) for x in table.s_r[idx]],
+                    "s_p": [float(x) for x in table.s_p[idx]],
+                    **({} if table.s_a is None else {"s_a": [float(x) for x in table.s_a[idx]]}),
+                    "score": [float(x) for x in main["object"][idx]],
+                },
+            }
+        )
+    return {
+        "format": SCORES_FORMAT,
+        "score": primary_score(cfg),
+        "w_r": main["w_r"],
+        "w_p": main["w_p"],
+        "w_a": main.get("w_a", 0.0),
+        "drop_first": cfg.eval.drop_first,
+        "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
+        "border_stats": bool(cfg.eval.border_stats),
+        "frame_size": list(table.frame_size),
+        "train_stats": saved_stats(stats),
+        "checkpoint": ckpt_info,
+        "fingerprints": fingerprints(cfg, ckpt_info["module"]),
+        "config": cfg.to_dict(),
+        "videos": videos,
+    }
+
+
+def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
+    """(objects, training statistics, checkpoint info) of a scores.json made for `cfg`; a
+    malformed file is an error naming it and what is wrong."""
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT:
+        raise CheckpointError(f"{path} is not a scores file of this project ({SCORES_FORMAT})")
+    try:
+        info = doc["checkpoint"]
+        check_fingerprints(
+            doc["fingerprints"], doc["config"], cfg, info["module"], f"scores {path}"
+        )
+        table = _object_table(doc, cfg)
+        stats = doc["train_stats"]
+        for key in STAT_KEYS:
+            float(stats[key])
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(
+            f"scores file {path} is malformed ({type(err).__name__}: {err}); evaluate again "
+            "without --rescore"
+        ) from None
+    return table, stats, info
+
+
+def _object_table(doc: dict, cfg) -> ObjectTable:
+    """The objects of a scores document; every per-object list of a video must be complete."""
+    for video in doc["videos"]:
+        objects = video["objects"]
+        keys = [k for k in ("frame", "box", "s_r", "s_p", "s_a") if k in objects]
+        lengths = {k: len(objects[k]) for k in keys}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"video {video['name']}: object lists of unequal length {lengths}")
+    counts = [len(v["objects"]["frame"]) for v in doc["videos"]]
+
+    def column(key, dtype):
+        values = [x for v in doc["videos"] for x in v["objects"][key]]
+        return np.asarray(values, dtype=dtype)
+
+    return ObjectTable(
+        s_r=column("s_r", np.float64),
+        s_p=column("s_p", np.float64),
+        s_a=column("s_a", np.float64)
+        if all("s_a" in v["objects"] for v in doc["videos"])
+        else None,
+        video_idx=np.repeat(np.arange(len(counts)), counts).astype(np.int64),
+        frame_idx=column("frame", np.int64),
+        boxes=column("box", np.float64).reshape(-1, 4),
+        videos=[v["name"] for v in doc["videos"]],
+        num_frames=[int(v["num_frames"]) for v in doc["videos"]],
+        frame_size=tuple(doc.get("frame_size") or _test_frame_size(cfg)),
+    )
+
+
+def _test_frame_size(cfg) -> tuple[int, int]:
+    """(height, width) of the test frames, from the test cubes' manifest."""
+    return tuple(read_json(cube_dir(cfg, cfg.data.test_split) / "manifest.json")["frame_size"])
+
+
+def _rounded(value):
+    return None if value is None else round(100.0 * value, 3)
+
+
+def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_info, seconds) -> dict:
+    """The metrics.json content: AUROC (%) per score, counts, statistics and timing."""
+
+    def summary(entry):
+        s = entry["summary"]
+        return {
+            "micro_auroc": _rounded(s["micro_auroc"]),
+            "macro_auroc": _rounded(s["macro_auroc"]),
+            "per_video_auroc": {
+                name: _rounded(a) for name, a in zip(table.videos, s["per_video_auroc"])
+            },
+            "num_labelled_videos": s["num_labelled_videos"],
+            "num_scored_frames": s["num_scored_frames"],
+            "num_abnormal_frames": s["num_abnormal_frames"],
+        }
+
+    scores = {
+        name: {k: r[k] for k in ("w_r", "w_p", "w_a") if k in r} | summary(r)
+        for name, r in results.items()
+    }
+    frames_with_objects = sum(
+        len(np.unique(table.frame_idx[table.video_idx == v])) for v in range(len(table.videos))
+    )
+    num_frames = int(sum(table.num_frames))
+    return {
+        "name": cfg.name,
+        "model_type": cfg.model.type,
+        "main_score": primary_score(cfg),
+        "auroc_unit": "percent",
+        "scores": scores,
+        "baseline_flow_magnitude": summary(baseline),
+        "checkpoint": ckpt_info,
+        "deterministic": bool(cfg.model.deterministic),
+        "protocol": {
+            "drop_first": cfg.eval.drop_first,
+            "smoothing": cfg.eval.smoothing,
+            "window": cfg.eval.window,
+            "sigma": cfg.eval.sigma,
+            "border_stats": bool(cfg.eval.border_stats),
+            "border_margin": cfg.eval.border_margin,
+        },
+        "train_stats": saved_stats(stats),
+        "num_videos": len(table.videos),
+        "num_frames": num_frames,
+        "num_objects": len(table.s_r),
+        "num_frames_without_objects": num_frames - frames_with_objects,
+        "seconds_scoring": seconds,
+        "frames_per_second": num_frames / seconds if seconds else None,
+        # the pass over the training cubes, when this evaluation made it (None: cached)
+        "seconds_train_stats": None if stats.get("cached", True) else stats["seconds"],
+    }
+
+
+def _selection(cfg, ckpt: dict, ckpt_path: Path) -> str:
+    choice = cfg.eval.checkpoint
+    if choice == "best" and ckpt.get("selected_by") == "validation":
+        videos = ", ".join(cfg.train.val_videos)
+        return f"best: lowest mean validation error (training videos {videos}; no test labels)"
+    if choice == "best":
+        return "best: lowest mean training loss of an epoch (no test labels used)"
+    if choice == "last":
+        return "last: the final epoch"
+    return f"given path {ckpt_path}"
+
+
+@torch.inference_mode()
+def _grid_rows(model, dataset, table: ObjectTable, score: np.ndarray, indices, device) -> list:
+    batch = [dataset[int(i)] for i in indices]
+    frames = torch.stack([b["frames"] for b in batch]).to(device)
+    flows = torch.stack([b["flows"] for b in batch]).to(device)
+    model.eval()
+    out = model(frames, flows)
+    rows = []
+    for k, i in enumerate(indices):
+        recon = out["flow_recon"]
+        pred = out["frame_pred"]
+        rows.append(
+            {
+                "flow": flows[k, -1].permute(1, 2, 0).cpu().numpy(),
+                "flow_recon": None
+                if recon is None
+                else recon[k, -1].permute(1, 2, 0).cpu().numpy(),
+                "frame": out["frame_target"][k].permute(1, 2, 0).cpu().numpy(),
+                "frame_pred": None if pred is None else pred[k].permute(1, 2, 0).cpu().numpy(),
+                "caption": f"{table.videos[table.video_idx[i]]} #{table.frame_idx[i]}\n"
+                f"S={score[i]:.2f}\nSr={table.s_r[i]:.3g}\nSp={table.s_p[i]:.3g}",
+            }
+        )
+    return rows
+
+
+def write_plots(
+    cfg, out_dir: Path, table, labels, results, baseline, model=None, dataset=None, device=None
+) -> None:
+    """roc.png, curves/<video>.png and (with the model) objects_highest/lowest.png."""
+    curves = {}
+    for name, entry in list(results.items()) + [("flow magnitude baseline", baseline)]:
+        scores, labs = labelled_frames(entry["smoothed"], labels)
+        if np.unique(labs).size == 2:
+            fpr, tpr, _ = roc_curve(labs, scores)
+            curves[name] = (fpr, tpr, entry["summary"]["micro_auroc"])
+    if curves:
+        plot_roc(curves, out_dir / "roc.png")
+    main = results[primary_score(cfg)]
+    per_video = main["summary"]["per_video_auroc"]
+    for v, name in enumerate(table.videos):
+        plot_anomaly_curve(
+            name,
+            main["raw"][v],
+            main["smoothed"][v],
+            labels[v],
+            out_dir / "curves" / f"{name}.png",
+            per_video[v],
+        )
+    if model is None or len(table.s_r) == 0:
+        return
+    order = np.argsort(main["object"], kind="stable")
+    k = min(cfg.eval.num_grid_objects, len(order))
+    for which, indices in (("highest", order[::-1][:k]), ("lowest", order[:k])):
+        rows = _grid_rows(model, dataset, table, main["object"], indices, device)
+        plot_object_grid(
+            rows,
+            f"{which}-scoring test objects ({primary_score(cfg)} score)",
+            out_dir / f"objects_{which}.png",
+        )
+
+
+def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **plot_args) -> dict:
+    baseline = _baseline(cfg, table, labels)
+    metrics = metrics_document(cfg, table, stats, results, baseline, ckpt_info, seconds)
+    write_json(
+        out_dir / "scores.json", scores_document(cfg, table, stats, labels, results, ckpt_info)
+    )
+    write_json(out_dir / "metrics.json", metrics)
+    save_config(cfg, out_dir / "config.yaml")
+    if cfg.eval.plots:
+        write_plots(cfg, out_dir, table, labels, results, baseline, **plot_args)
+    return metrics
+
+
+def evaluate(cfg, out_dir: Path | None = None) -> dict:
+    """Score the test cubes with the run's final model, write the eval folder, return metrics
+    (holding the run directory's lock meanwhile)."""
+    with folder_lock(cfg.run_dir):
+        return _evaluate(cfg, out_dir)
+
+
+def _evaluate(cfg, out_dir: Path | None) -> dict:
+    logger = get_logger()
+    set_cpu_threads(cfg)
+    run = trained_run_from_config(cfg)
+    test = open_cubes(cfg, cfg.data.test_split)
+    tic = time.time()
+    seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
+    s_r, s_p = collect_object_scores(
+        run.model, test, cfg.eval.batch_size, cfg.eval.num_workers, run.device, "test scores"
+    )
+    seconds = time.time() - tic
+    table = ObjectTable(
+        s_r=s_r,
+        s_p=s_p,
+        video_idx=np.asarray(test.video_idx, dtype=np.int64),
+        frame_idx=np.asarray(test.frame_idx, dtype=np.int64),
+        boxes=np.asarray(test.boxes, dtype=np.float64),
+        videos=list(test.videos),
+        num_frames=[int(n) for n in test.num_frames],
+        frame_size=tuple(test.manifest["frame_size"]),
+        s_a=run.appearance_novelty(test.target_frames()),
+    )
+    labels = _labels_in_order(cfg, table.videos, table.num_frames)
+    results = score_table(cfg, table, run.stats, labels)
+    ckpt_info = dict(
+        checkpoint_identity(run.ckpt),
+        path=str(run.ckpt_path),
+        selection=_selection(cfg, run.ckpt, run.ckpt_path),
+    )
+    out_dir = out_dir or eval_dir(cfg)
+    metrics = _report(
+        cfg,
+        table,
+        run.stats,
+        labels,
+        results,
+        ckpt_info,
+        seconds,
+        out_dir,
+        model=run.model,
+        dataset=test,
+        device=run.device,
+    )
+    logger.info(f"evaluation written to {out_dir}")
+    return metrics
+
+
+def record_eval_times(cfg, metrics: dict, seconds: float) -> None:
+    """Append an evaluation's time to <run_dir>/pipeline_times.json, the pass over the training
+    cubes apart when it ran."""
+    stats_seconds = metrics["seconds_train_stats"]
+    if stats_seconds is not None:
+        record_times(cfg, {"train_stats": stats_seconds})
+        seconds -= stats_seconds
+    record_times(cfg, {"eval": seconds})
+
+
+def evaluate_epochs(cfg) -> dict:
+    """Test AUROC of every kept epoch_NNN.pth of the final stage (needs train.keep_epochs).
+
+    Picking an epoch by these numbers selects on the test labels, as the authors did for their
+    Ped2 model (docs/method.md §5): report it only next to the label-free checkpoint, and say so.
+    Writes eval/epochs/<epoch_NNN>/ (no plots) and eval/epochs.json.
+    """
+    paths = kept_epoch_checkpoints(cfg)
+    if not paths:
+        folder = stage_dir(cfg, stages_for(cfg)[-1])
+        raise FileNotFoundError(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
+    rows = []
+    for path in paths:
+        epoch_cfg = replaced(cfg, {"eval.checkpoint": str(path), "eval.plots": False})
+        metrics = evaluate(epoch_cfg, out_dir=eval_dir(cfg) / "epochs" / path.stem)
+        rows.append(
+            {
+                "epoch": metrics["checkpoint"]["epoch"],
+                "path": str(path),
+                **{
+                    name: {k: s[k] for k in ("micro_auroc", "macro_auroc")}
+                    for name, s in metrics["scores"].items()
+                },
+            }
+        )
+    main = primary_score(cfg)
+    best = max(rows, key=lambda row: row[main]["micro_auroc"] or 0.0)
+    doc = {
+        "main_score": main,
+        "epochs": rows,
+        "last_epoch": rows[-1],
+        "selected_on_test_labels": best,
+        "note": "selected_on_test_labels picks the epoch by test micro AUROC (the authors' Ped2 "
+        "selection); it is an optimistic number, not a label-free result",
+    }
+    write_json(eval_dir(cfg) / "epochs.json", doc)
+    return doc
+
+
+def rescore(cfg) -> dict:
+    """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run)."""
+    out_dir = eval_dir(cfg)
+    table, stats, ckpt_info = read_scores(out_dir / "scores.json", cfg)
+    labels = _labels_in_order(cfg, table.videos, table.num_frames)
+    results = score_table(cfg, table, stats, labels)
+    return _report(cfg, table, stats, labels, results, ckpt_info, 0.0, out_dir)
+
+
+def results_table(metrics: dict) -> str:
+    """A markdown table of micro / macro AUROC (%) per score and the baseline."""
+    lines = ["| score | w_r | w_p | micro AUROC % | macro AUROC % |", "|---|---|---|---|---|"]
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.2f}"
+
+    for name, s in metrics["scores"].items():
+        w_a = f" + {s['w_a']:g} S_a" if s.get("w_a") else ""
+        lines.append(
+            f"| {name} | {s['w_r']:g} | {s['w_p']:g}{w_a} | {fmt(s['micro_auroc'])} | "
+            f"{fmt(s['macro_auroc'])} |"
+        )
+    b = metrics["baseline_flow_magnitude"]
+    lines.append(
+        f"| flow magnitude baseline | - | - | {fmt(b['micro_auroc'])} | {fmt(b['macro_auroc'])} |"
+    )
+    main = metrics["scores"][metrics["main_score"]]
+    lines.append(
+        f"\n{metrics['num_videos']} test videos ({main['num_labelled_videos']} labelled), "
+        f"{metrics['num_frames']} frames, {metrics['num_objects']} objects; checkpoint "
+        f"{metrics['checkpoint']['path']} (epoch {metrics['checkpoint']['epoch']}, "
+        f"{metrics['checkpoint']['selection']})"
+    )
+    return "\n".join(lines)
+
+
+def run_evaluation(cfg, rescore_only: bool = False, all_epochs: bool = False) -> str:
+    """What `eval.py` does: evaluate (and log the time), re-score the saved scores, or evaluate
+    every kept epoch; returns the text to print."""
+    if all_epochs:
+        doc = evaluate_epochs(cfg)
+        lines = [f"epoch {row['epoch']}: {row[doc['main_score']]}" for row in doc["epochs"]]
+        lines.append(f"selected on test labels: epoch {doc['selected_on_test_labels']['epoch']}")
+        return "\n".join(lines)
+    if rescore_only:
+        return results_table(rescore(cfg))
+    git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
+    tic = time.time()
+    metrics = evaluate(cfg)
+    record_eval_times(cfg, metrics, time.time() - tic)
+    return results_table(metrics)

@@ -1,0 +1,1 @@
+"""A trained run loaded for scoring, and scoring of any video (detect)."""

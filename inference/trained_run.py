@@ -1,0 +1,223 @@
+"""A trained run ready to score new footage: its config, model in test mode, training statistics
+and pre-processing tools (used by inference.detect)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets.cubes import cube_dir
+from engine.checkpoint import load_checkpoint, restore_model
+from engine.run_dir import eval_checkpoint_path
+from models import ScoringModel, build_model, scoring_model
+from pre_process.boxes import BoxExtractor
+from pre_process.flow import build_flow_estimator
+from scoring.appearance import AppearanceBank, build_appearance, grey_crops
+from scoring.frame_scores import (
+    empty_frame_score,
+    fuse_scores,
+    touches_border,
+)
+from scoring.statistics import (
+    border_groups,
+    cached_object_errors,
+    cached_statistics,
+    scoring_dtype,
+    stats_path,
+    training_object_errors,
+    training_statistics,
+)
+from scoring.weights import Weights, primary_score, score_weights, uses_appearance
+from utils.config import Config, load_config, replaced
+from utils.misc import resolve_device
+
+CONFIG_CANDIDATES = (
+    "config.yaml",
+    "eval/config.yaml",
+    "stage3/config.yaml",
+    "stage2/config.yaml",
+    "stage1/config.yaml",
+)
+
+
+class DetectError(ValueError):
+    """An input, run directory or option that detect cannot use; the message names it."""
+
+
+@dataclass
+class TrainedRun:
+    """A trained run loaded once, ready to score: config, model in test mode, checkpoint, training
+    statistics; the pre-processing tools for new footage are built on first use."""
+
+    cfg: Config
+    model: torch.nn.Module
+    stats: dict
+    ckpt: dict
+    ckpt_path: Path
+    device: torch.device
+    appearance: AppearanceBank | None = None  # with eval.w_a > 0 (scoring/appearance.py)
+    train_s_a: np.ndarray | None = None  # S_a of every training cube, in the cubes' order
+
+    @property
+    def weights(self) -> Weights:
+        """(w_r, w_p, w_a) of eval.py's main score (a missing branch has weight 0)."""
+        return score_weights(self.cfg)[primary_score(self.cfg)]
+
+    def fuse(
+        self, s_r: np.ndarray, s_p: np.ndarray, boxes=None, frame_size=None, s_a=None
+    ) -> np.ndarray:
+        """Fused object scores; with eval.border_stats, `boxes` [N, 4] and the frame size
+        (height, width) say which objects are cut by the image border."""
+        border = None
+        if self.cfg.eval.border_stats:
+            border = touches_border(boxes, frame_size, self.cfg.eval.border_margin)
+        w_r, w_p, w_a = self.weights
+        return fuse_scores(s_r, s_p, self.stats, w_r, w_p, border=border, s_a=s_a, w_a=w_a)
+
+    @property
+    def empty_score(self) -> float:
+        w_r, w_p, w_a = self.weights
+        grouped = self.cfg.eval.border_stats
+        return empty_frame_score(self.stats, w_r, w_p, grouped=grouped, w_a=w_a)
+
+    def appearance_novelty(self, target_frames: np.ndarray) -> np.ndarray | None:
+        """S_a of objects from their target-frame crops uint8 [N, H, W, 3] (None when off)."""
+        if self.appearance is None:
+            return None
+        return self.appearance.novelty(grey_crops(target_frames))
+
+    @functools.cached_property
+    def boxes(self) -> BoxExtractor:
+        return BoxExtractor(self.cfg.preprocess.boxes, self.device)
+
+    @functools.cached_property
+    def flow(self):
+        return build_flow_estimator(self.cfg.preprocess.flow, self.device)
+
+
+def run_config_path(run_dir: Path) -> Path:
+    """The saved config of a run directory (see CONFIG_CANDIDATES)."""
+    if not run_dir.is_dir():
+        raise DetectError(f"run directory not found: {run_dir}")
+    for name in CONFIG_CANDIDATES:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise DetectError(
+        f"{run_dir} is not a training run directory: none of {', '.join(CONFIG_CANDIDATES)} "
+        f"exists (train one with: python run_pipeline.py --cfg <config>)"
+    )
+
+
+def load_run(run_dir: str | Path, overrides: Iterable[str] = (), device: str | None = None):
+    """(config, trained model, checkpoint, checkpoint path) of a run directory; `overrides` are
+    dotted key=value settings on top of the saved config (settings the checkpoint depends on
+    are checked against it)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_config_path(run_dir), overrides)
+    changes = {"run_dir": str(run_dir)}  # the folder may have moved since training
+    if device is not None:
+        changes["device"] = device
+    cfg = replaced(cfg, changes)
+    ckpt_path = eval_checkpoint_path(cfg)
+    if not ckpt_path.is_file():
+        raise DetectError(
+            f"run directory {run_dir} has no trained model: {ckpt_path} is missing "
+            f"(eval.checkpoint={cfg.eval.checkpoint}; finish training with "
+            f"python run_pipeline.py --cfg {run_config_path(run_dir)})"
+        )
+    ckpt = load_checkpoint(ckpt_path, cfg, map_location=resolve_device(cfg.device))
+    model = build_model(cfg.model)
+    restore_model(model, ckpt, ckpt_path)
+    return cfg, model, ckpt, ckpt_path
+
+
+def load_trained_run(run_dir: str | Path, overrides: Iterable[str] = (), device: str | None = None):
+    """The run directory's model ready for scoring, with its training statistics (see load_run
+    for `overrides`; eval.* settings for instance)."""
+    cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device)
+    return _ready(cfg, model, ckpt, ckpt_path)
+
+
+def trained_run_from_config(cfg) -> TrainedRun:
+    """The trained model of the run that `cfg` describes (cfg.run_dir, eval.checkpoint), ready
+    for scoring, with its training statistics (computed and cached when missing)."""
+    ckpt_path = eval_checkpoint_path(cfg)
+    ckpt = load_checkpoint(ckpt_path, cfg, map_location=resolve_device(cfg.device))
+    model = build_model(cfg.model)
+    restore_model(model, ckpt, ckpt_path)
+    return _ready(cfg, model, ckpt, ckpt_path)
+
+
+def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
+    device = resolve_device(cfg.device)
+    model = prepare_scoring_model(cfg, model, device)
+    stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
+    bank, train_s_a = _appearance(cfg) if uses_appearance(cfg) else (None, None)
+    if train_s_a is not None:
+        stats = dict(stats, mean_a=float(train_s_a.mean()), std_a=float(train_s_a.std()))
+    if cfg.eval.border_stats:
+        groups = _border_groups(cfg, model, ckpt, ckpt_path, device, train_s_a)
+        stats = dict(stats, groups=groups)
+    return TrainedRun(cfg, model, stats, ckpt, ckpt_path, device, bank, train_s_a)
+
+
+def _appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
+    """The run's appearance bank and training S_a (saved in the run directory)."""
+    saved = Path(cfg.run_dir) / "appearance_bank.npz"
+    if not saved.is_file() and not has_training_cubes(cfg):
+        raise DetectError(
+            f"eval.w_a > 0 needs the appearance bank {saved} or the training cubes in "
+            f"{cube_dir(cfg, cfg.data.train_split)}; run eval.py on the run first, or pass "
+            "--set eval.w_a=0"
+        )
+    return build_appearance(cfg)
+
+
+def has_training_cubes(cfg) -> bool:
+    return (cube_dir(cfg, cfg.data.train_split) / "manifest.json").is_file()
+
+
+def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
+    """The saved training statistics of the checkpoint; computed when missing and possible."""
+    stats = cached_statistics(cfg, ckpt, ckpt_path, device)
+    if stats is not None:
+        return stats
+    if has_training_cubes(cfg):
+        return training_statistics(cfg, model, ckpt, ckpt_path, device)
+    raise DetectError(
+        f"no training statistics for {ckpt_path}: {stats_path(cfg, ckpt_path)} is missing or "
+        f"belongs to another checkpoint, and the training cubes to compute them are not in "
+        f"{cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
+    )
+
+
+def _border_groups(cfg, model, ckpt, ckpt_path: Path, device, train_s_a=None) -> dict:
+    """Per-group training statistics (eval.border_stats) from the cached per-object training
+    errors, or from the training cubes."""
+    objects = cached_object_errors(cfg, ckpt, ckpt_path, device)
+    if objects is None and has_training_cubes(cfg):
+        objects = training_object_errors(cfg, model, ckpt, ckpt_path, device)
+    if objects is None:
+        raise DetectError(
+            f"eval.border_stats needs the per-object training errors of {ckpt_path} "
+            f"({stats_path(cfg, ckpt_path, 'train_object_scores.npz')}) or the training cubes; "
+            "run eval.py on the run first, or pass --set eval.border_stats=false"
+        )
+    return border_groups(objects, cfg.eval.border_margin, train_s_a)
+
+
+def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
+    """The restored model as eval.py and detect.py score with it (eval.fuse,
+    eval.channels_last, eval.bf16_cpu / eval.amp, eval.cpu_micro_batch; models/inference.py)."""
+    return scoring_model(
+        model.to(device).eval(),
+        fuse=cfg.eval.fuse,
+        channels_last=cfg.eval.channels_last,
+        autocast_dtype=scoring_dtype(cfg, device),
+        micro_batch=cfg.eval.cpu_micro_batch if device.type == "cpu" else 0,
+    )

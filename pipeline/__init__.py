@@ -1,0 +1,1 @@
+"""Every step of a config in one call: pre-processing, training, evaluation."""

@@ -1,0 +1,49 @@
+"""The whole HF2-VAD pipeline in one call: pre-processing, training stages, statistics, eval.
+
+    python run_pipeline.py --cfg cfgs/synthetic.yaml [key=value ...]
+    torchrun --nproc_per_node=2 run_pipeline.py --cfg cfgs/ped2.yaml
+
+Pre-processing is skipped when the cubes are cached and up to date; a finished stage is skipped;
+an interrupted stage is resumed from its last.pth. Prints a results table at the end (also in
+<run_dir>/eval/metrics.json). Under torchrun the stages train with DDP and rank 0 pre-processes
+and evaluates.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from engine.distributed import barrier, setup_distributed
+from engine.run_dir import record_times, stages_for
+from engine.stages import train_stage, train_stage1
+from evaluation.protocol import evaluate, record_eval_times, results_table
+from pre_process import run_preprocess
+from utils.misc import git_commit
+
+
+def run_pipeline(cfg) -> dict | None:
+    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks).
+
+    Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
+    (steps that were cached or already finished are left out)."""
+    ctx = setup_distributed(cfg)
+    git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
+    tic = time.time()
+    if ctx.is_main:
+        summary = run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))
+        if any(any(s["computed"].values()) for s in summary["splits"].values()):
+            record_times(cfg, {"preprocess": time.time() - tic})
+    barrier()
+    for stage in stages_for(cfg):
+        train = train_stage1 if stage == 1 else functools.partial(train_stage, stage=stage)
+        summary = train(cfg, resume=True)
+        if summary["seconds"] > 0 and ctx.is_main:
+            record_times(cfg, {f"stage{stage}": summary["seconds"]})
+    if not ctx.is_main:
+        return None
+    tic = time.time()
+    metrics = evaluate(cfg)
+    record_eval_times(cfg, metrics, time.time() - tic)
+    print(results_table(metrics))
+    return metrics

@@ -1,0 +1,1 @@
+"""From object errors to frame scores: fusion with training statistics, smoothing, AUROC."""

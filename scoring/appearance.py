@@ -1,0 +1,135 @@
+"""Appearance novelty S_a (ours, not in the paper; docs/method.md §6.1): how unlike every normal
+training object an object looks.
+
+Feature of an object: the target frame of its cube (32×32, grey), and that crop's horizontal and
+vertical differences, each part centred and scaled to unit length, concatenated and scaled to
+unit length. S_a = 1 − mean cosine similarity to the `k` most similar crops of the bank (the
+training objects of every training video outside the validation split).
+
+The flow reconstruction sees only motion, and the frame predictor copies appearance from its
+input frames, so neither fails on an object of unseen appearance that moves like a walker
+(issue 13's slow cyclist; `tools.pasted_standin`); S_a does, and needs no training.
+
+The training statistics of S_a are those of every training cube scored against the bank with its
+own video left out, as a test object is scored against videos it is not part of.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets import open_cubes
+from utils.fingerprint import data_section, digest
+from utils.io import write_npz
+
+FEATURE_VERSION = 1  # bump when appearance_features changes: cached banks are rebuilt
+QUERY_BLOCK = 2048  # queries per similarity block (bounds memory: block x bank floats)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    x = x.flatten(1)
+    x = x - x.mean(dim=1, keepdim=True)
+    return x / (x.norm(dim=1, keepdim=True) + 1e-6)
+
+
+def grey_crops(frames: np.ndarray) -> np.ndarray:
+    """RGB crops uint8 [N, H, W, 3] -> grey uint8 [N, H, W] (the mean of the channels)."""
+    return np.asarray(frames, dtype=np.float32).mean(axis=-1).round().astype(np.uint8)
+
+
+def appearance_features(crops: np.ndarray) -> torch.Tensor:
+    """Grey crops uint8 [N, H, W] -> float32 [N, 3 H W], unit length."""
+    grey = torch.as_tensor(np.asarray(crops)).float()
+    dx = torch.diff(grey, dim=2, prepend=grey[:, :, :1])
+    dy = torch.diff(grey, dim=1, prepend=grey[:, :1])
+    parts = torch.cat([_unit(grey), _unit(torch.stack([dx, dy], dim=1))], dim=1)
+    return parts / np.sqrt(2.0)
+
+
+@dataclass
+class AppearanceBank:
+    """Grey crops [M, H, W] uint8 of the normal training objects and their video numbers [M]."""
+
+    crops: np.ndarray
+    video_idx: np.ndarray
+    k: int = 5
+
+    def __post_init__(self) -> None:
+        if len(self.crops) < self.k:
+            raise ValueError(
+                f"appearance bank holds {len(self.crops)} training objects, fewer than "
+                f"eval.appearance_k={self.k}"
+            )
+        self._features = appearance_features(self.crops)
+
+    def novelty(self, crops: np.ndarray, video_idx: np.ndarray | None = None) -> np.ndarray:
+        """S_a float64 [N] of grey crops [N, H, W]; with `video_idx` [N], bank objects of a
+        query's own video are left out (the training statistics)."""
+        queries = appearance_features(crops)
+        bank_videos = torch.as_tensor(self.video_idx)
+        out = []
+        for start in range(0, len(queries), QUERY_BLOCK):
+            sim = queries[start : start + QUERY_BLOCK] @ self._features.T
+            if video_idx is not None:
+                own = torch.as_tensor(np.asarray(video_idx[start : start + QUERY_BLOCK]))
+                sim[own[:, None] == bank_videos[None]] = -2.0
+            top = sim.topk(self.k, dim=1).values
+            out.append((1.0 - top.mean(dim=1)).double())
+        return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def bank_identity(data_fingerprint: str, val_videos: list[str], k: int) -> dict:
+    return {
+        "data": data_fingerprint,
+        "val_videos": sorted(val_videos),
+        "k": int(k),
+        "feature_version": FEATURE_VERSION,
+    }
+
+
+def save_bank(path: Path, bank: AppearanceBank, train_s_a: np.ndarray, identity: dict) -> None:
+    """The bank and the S_a of every training cube (training statistics), one .npz."""
+    write_npz(
+        path,
+        crops=bank.crops,
+        video_idx=bank.video_idx,
+        train_s_a=train_s_a,
+        identity=np.array(json.dumps(identity, sort_keys=True)),
+    )
+
+
+def load_bank(path: Path, identity: dict) -> tuple[AppearanceBank, np.ndarray] | None:
+    """(bank, training S_a) saved for `identity`, else None (missing, stale or damaged)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["identity"]) != json.dumps(identity, sort_keys=True):
+                return None
+            bank = AppearanceBank(data["crops"], data["video_idx"], identity["k"])
+            return bank, data["train_s_a"]
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
+def build_appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
+    """The run's bank (training videos outside `train.val_videos`) and the S_a of every training
+    cube, cached in <run_dir>/appearance_bank.npz (made from the training cubes when missing)."""
+    identity = bank_identity(digest(data_section(cfg)), cfg.train.val_videos, cfg.eval.appearance_k)
+    path = Path(cfg.run_dir) / "appearance_bank.npz"
+    cached = load_bank(path, identity)
+    if cached is not None:
+        return cached
+    train = open_cubes(cfg, cfg.data.train_split)
+    crops = grey_crops(train.target_frames())
+    val = [v for v, name in enumerate(train.videos) if name in cfg.train.val_videos]
+    in_bank = ~np.isin(train.video_idx, val)
+    bank = AppearanceBank(crops[in_bank], np.asarray(train.video_idx)[in_bank], identity["k"])
+    train_s_a = bank.novelty(crops, train.video_idx)
+    save_bank(path, bank, train_s_a, identity)
+    return bank, train_s_a

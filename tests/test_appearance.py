@@ -1,0 +1,124 @@
+"""Appearance novelty S_a (scoring/appearance.py): hand-made crops, the bank cache, and S_a in
+evaluation, re-scoring and detect."""
+
+import json
+
+import numpy as np
+import pytest
+
+from datasets import open_cubes
+from datasets.frames import open_video
+from engine.stages import train_stage1
+from evaluation.protocol import evaluate, rescore
+from inference.detect import detect_with
+from inference.trained_run import load_trained_run
+from pre_process import run_preprocess
+from scoring.appearance import (
+    AppearanceBank,
+    appearance_features,
+    bank_identity,
+    load_bank,
+    save_bank,
+)
+from scoring.frame_scores import fuse_scores
+from utils.config import load_config
+
+
+def bars(positions, size=32, width=6) -> np.ndarray:
+    """Grey crops uint8 [N, size, size]: a bright vertical bar at each x position."""
+    crops = np.full((len(positions), size, size), 40, np.uint8)
+    for i, x in enumerate(positions):
+        crops[i, 4:28, x : x + width] = 200
+    return crops
+
+
+def test_features_ignore_brightness_and_contrast():
+    crop = bars([10])
+    brighter = (crop.astype(np.int32) // 2 + 60).astype(np.uint8)
+    a, b = appearance_features(crop), appearance_features(brighter)
+    assert a.shape == (1, 3 * 32 * 32)
+    assert float(a.norm()) == pytest.approx(1.0, abs=1e-5)
+    assert float((a * b).sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_novelty_of_seen_unseen_and_own_video_objects():
+    bank = AppearanceBank(bars([8, 9, 10, 11, 12]), np.array([0, 0, 1, 1, 1]), k=1)
+    seen = bank.novelty(bars([10]))[0]
+    shifted = bank.novelty(bars([13]))[0]
+    checker = np.kron((np.indices((8, 8)).sum(0) % 2) * 200, np.ones((4, 4))).astype(np.uint8)
+    unseen = bank.novelty(checker[None])[0]
+    assert seen == pytest.approx(0.0, abs=1e-5)
+    assert seen < shifted < unseen
+    # with its own video left out, a bank object is compared with the other video only
+    own = bank.novelty(bars([8]), video_idx=np.array([0]))[0]
+    assert bank.novelty(bars([8]))[0] == pytest.approx(0.0, abs=1e-5) and own > 0.05
+    k2 = AppearanceBank(bank.crops, bank.video_idx, k=2).novelty(bars([10]))[0]
+    assert k2 > seen  # the mean over the two nearest crops
+    with pytest.raises(ValueError, match="appearance_k"):
+        AppearanceBank(bars([1, 2]), np.zeros(2), k=3)
+
+
+def test_bank_cache_belongs_to_its_identity(tmp_path):
+    bank = AppearanceBank(bars([8, 9, 10]), np.array([0, 1, 2]), k=1)
+    identity = bank_identity("abc", ["08"], 1)
+    save_bank(tmp_path / "bank.npz", bank, np.array([0.1, 0.2]), identity)
+    loaded, train_s_a = load_bank(tmp_path / "bank.npz", identity)
+    assert np.array_equal(loaded.crops, bank.crops) and list(train_s_a) == [0.1, 0.2]
+    assert load_bank(tmp_path / "bank.npz", bank_identity("abc", ["08"], 2)) is None
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert load_bank(tmp_path / "bad.npz", identity) is None
+
+
+def test_fusion_with_appearance():
+    stats = {"mean_r": 0.0, "std_r": 1.0, "mean_p": 0.0, "std_p": 1.0, "mean_a": 0.2, "std_a": 0.1}
+    fused = fuse_scores(np.zeros(2), np.zeros(2), stats, 1.0, 0.1, s_a=np.array([0.2, 0.5]), w_a=2)
+    np.testing.assert_allclose(fused, [0.0, 6.0])
+    with pytest.raises(ValueError, match="eval.w_a"):
+        fuse_scores(np.zeros(1), np.zeros(1), stats, 1.0, 0.1, w_a=1.0)  # S_a missing
+
+
+def test_appearance_in_evaluation_rescore_and_detect(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("model.type=memae", "stage1.num_epochs=1", "eval.plots=false", "eval.w_a=1")
+    train_stage1(cfg)
+    metrics = evaluate(cfg)
+    assert set(metrics["scores"]) == {"flow_reconstruction", "appearance"}
+    assert metrics["main_score"] == "flow_reconstruction"
+    assert metrics["train_stats"]["std_a"] > 0
+    assert (tmp_path / "run" / "appearance_bank.npz").is_file()
+    doc = json.loads((tmp_path / "run" / "eval" / "scores.json").read_text())
+    video_a = doc["videos"][0]["objects"]
+    assert len(video_a["s_a"]) == len(video_a["s_r"]) > 0
+    again = rescore(cfg)
+    assert again["scores"]["appearance"] == metrics["scores"]["appearance"]
+    assert "appearance" not in rescore(tiny_cfg("model.type=memae", "eval.plots=false"))["scores"]
+
+
+def test_detect_scores_appearance_like_the_offline_cubes(tmp_path):
+    cfg = load_config(
+        "cfgs/synthetic.yaml",
+        [
+            "model.type=memae",
+            "model.memae.feature_root=4",
+            "model.memae.num_slots=16",
+            "stage1.num_epochs=1",
+            "stage1.max_cubes=64",
+            "synthetic.num_train_videos=2",
+            "synthetic.num_test_videos=1",
+            "eval.w_a=1",
+            f"data.root={tmp_path / 'data'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"run_dir={tmp_path / 'run'}",
+            "device=cpu",
+        ],
+    )
+    run_preprocess(cfg, splits=("training", "testing"))
+    train_stage1(cfg)
+    det = load_trained_run(tmp_path / "run", device="cpu")
+    video = open_video(tmp_path / "data" / "synthetic" / "testing" / "frames" / "01")
+    doc = detect_with(det, [video], tmp_path / "out", progress=False)[0]
+    objects = np.genfromtxt(tmp_path / "out" / "01" / "objects.csv", delimiter=",", names=True)
+    test = open_cubes(cfg, "testing")
+    np.testing.assert_allclose(
+        objects["s_a"], det.appearance_novelty(test.target_frames()), rtol=1e-5
+    )
+    assert doc["train_stats"]["std_a"] > 0  # S_a enters only a fused score: memae has none
