@@ -342,6 +342,17 @@ def detect(
     return detect_with(det, videos, out_dir, threshold, far, fps, save_intermediate, progress)
 
 
+def threshold_for(det: TrainedRun, threshold: float | None, far: float | None):
+    """The Threshold of --threshold or --far (None without either)."""
+    if threshold is not None and far is not None:
+        raise DetectError("give --threshold or --far, not both")
+    if threshold is not None:
+        return absolute_threshold(threshold)
+    if far is not None:
+        return far_threshold(det, far)
+    return None
+
+
 def detect_with(
     det: TrainedRun,
     videos: list[Video],
@@ -353,11 +364,7 @@ def detect_with(
     progress: bool = True,
 ) -> list[dict]:
     """`detect` with a loaded run and opened videos: one output folder per video."""
-    chosen = None
-    if threshold is not None:
-        chosen = absolute_threshold(threshold)
-    elif far is not None:
-        chosen = far_threshold(det, far)
+    chosen = threshold_for(det, threshold, far)
     log = get_logger()
     docs = []
     for video, name in zip(videos, output_names(videos)):

@@ -72,13 +72,13 @@ def far_quantile(scores: np.ndarray, far: float) -> float:
 
 
 def training_frame_scores(det: TrainedRun, objects: dict[str, np.ndarray]) -> np.ndarray:
-    """Smoothed frame scores of every scored training frame from its objects' errors, with
-    eval's protocol."""
+    """Smoothed frame scores of every scored training frame from its objects' errors (and their
+    S_a under "s_a", when the run uses it; all training cubes' when absent), with eval's
+    protocol."""
     cfg = det.cfg
+    s_a = objects.get("s_a", det.train_s_a)
     _, smoothed = video_frame_scores(
-        det.fuse(
-            objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"], det.train_s_a
-        ),
+        det.fuse(objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"], s_a),
         objects["video_idx"],
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],

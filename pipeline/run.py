@@ -17,21 +17,27 @@ import time
 from engine.distributed import barrier, setup_distributed
 from engine.run_dir import record_times, stages_for
 from engine.stages import train_stage, train_stage1
+from evaluation.deployment import deployment_check, deployment_text
 from evaluation.protocol import evaluate, record_eval_times, results_table
 from pre_process import run_preprocess
 from utils.misc import git_commit
 
 
 def run_pipeline(cfg) -> dict | None:
-    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks).
+    """Run every step for `cfg`; returns the metrics on rank 0 (None on other ranks); without a
+    test split (`data.test_split: null`, own footage) the deployment check instead.
 
     Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
     (steps that were cached or already finished are left out)."""
     ctx = setup_distributed(cfg)
     git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
+    labelled = cfg.data.test_split is not None
     if ctx.is_main:
-        summary = run_preprocess(cfg, splits=(cfg.data.train_split, cfg.data.test_split))
+        splits = (
+            (cfg.data.train_split, cfg.data.test_split) if labelled else (cfg.data.train_split,)
+        )
+        summary = run_preprocess(cfg, splits=splits)
         if any(any(s["computed"].values()) for s in summary["splits"].values()):
             record_times(cfg, {"preprocess": time.time() - tic})
     barrier()
@@ -42,6 +48,10 @@ def run_pipeline(cfg) -> dict | None:
             record_times(cfg, {f"stage{stage}": summary["seconds"]})
     if not ctx.is_main:
         return None
+    if not labelled:  # own footage: calibrate on normal videos instead of an AUROC
+        doc = deployment_check(cfg)
+        print(deployment_text(doc))
+        return doc
     tic = time.time()
     metrics = evaluate(cfg)
     record_eval_times(cfg, metrics, time.time() - tic)

@@ -6,7 +6,18 @@ import pytest
 import torch
 from fake_cubes import tiny_overrides
 
-from utils.config import load_config
+from engine.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
+from models import build_model
+from scoring.statistics import stats_path
+from utils.config import load_config, save_config
+from utils.io import write_json
+
+TINY_MODEL = [
+    "model.memae.feature_root=4",
+    "model.memae.num_slots=16",
+    "model.cvae.nf_start=8",
+    "model.cvae.nf_max=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +38,22 @@ def tiny_cfg(tmp_path):
         return load_config(Path("cfgs/ped2.yaml"), base + list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run directory with an untrained tiny hybrid model and made-up training statistics."""
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(
+        Path("cfgs/ped2.yaml"),
+        TINY_MODEL + [f"run_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", "device=cpu"],
+    )
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    path = root / "run" / "stage3" / "best.pth"
+    save_checkpoint(path, {"model": model.state_dict(), "epoch": 0, "step": 0}, cfg, "hf2vad")
+    save_config(cfg, path.parent / "config.yaml")
+    identity = dict(checkpoint_identity(load_checkpoint(path)), deterministic=True)
+    stats = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
+    write_json(stats_path(cfg, path), {**stats, "checkpoint": identity})
+    return root / "run"

@@ -16,58 +16,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from data_paths import PED2
 
 from datasets import CubeDataset
 from datasets.cubes import CUBE_ARRAYS, cube_dir
-from engine.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from engine.stages import train_stage1
 from inference.detect import detect, detect_video, limit_frames, open_input
 from inference.stream_scoring import LiveSmoother
 from inference.thresholds import anomalous_intervals, far_threshold
 from inference.trained_run import DetectError, load_trained_run
-from models import build_model
 from pre_process import run_preprocess
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
 from scoring.frame_scores import smooth, video_frame_scores
-from scoring.statistics import collect_object_scores, stats_path
-from utils.config import load_config, save_config
-from utils.io import write_json
+from scoring.statistics import collect_object_scores
+from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
 PED2_VIDEO = PED2 / "testing" / "frames" / "01"
-TINY_MODEL = [
-    "model.memae.feature_root=4",
-    "model.memae.num_slots=16",
-    "model.cvae.nf_start=8",
-    "model.cvae.nf_max=8",
-]
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A run directory with an untrained tiny hybrid model and made-up training statistics."""
-    root = tmp_path_factory.mktemp("tiny")
-    cfg = load_config(
-        Path("cfgs/ped2.yaml"),
-        TINY_MODEL + [f"run_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}", "device=cpu"],
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    path = root / "run" / "stage3" / "best.pth"
-    save_checkpoint(path, {"model": model.state_dict(), "epoch": 0, "step": 0}, cfg, "hf2vad")
-    save_config(cfg, path.parent / "config.yaml")
-    identity = dict(checkpoint_identity(load_checkpoint(path)), deterministic=True)
-    stats = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
-    write_json(stats_path(cfg, path), {**stats, "checkpoint": identity})
-    return root / "run"
 
 
 @pytest.fixture(scope="module")

@@ -700,7 +700,36 @@ def synthetic_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
-README_TABLES = {"ped2": ped2_readme_table, "synthetic": synthetic_readme_table}
+def live_readme_table(root: Path) -> str:
+    """The live-scoring table of README.md, from bench/results/bench_live.json beside `root`."""
+    path = root.parent / "bench" / "results" / "bench_live.json"
+    if not path.is_file():
+        return "Not measured yet (`bench/results/bench_live.json`)."
+    doc = read_json(path)
+    machine = doc["machine"]
+    lines = [
+        "| playback | frames scored/s | frames skipped | latency median s | latency p95 s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in doc["results"]:
+        latency = row["latency_s"]
+        lines.append(
+            f"| {row['name']} | {row['per_second']:.1f} | {row['frames_skipped']} of "
+            f"{row['frames_read']} | {_fmt(latency['median'])} | {_fmt(latency['p95'])} |"
+        )
+    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
+    lines.append(
+        f"\nMachine: {machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} "
+        "threads."
+    )
+    return "\n".join(lines)
+
+
+README_TABLES = {
+    "ped2": ped2_readme_table,
+    "synthetic": synthetic_readme_table,
+    "live": live_readme_table,
+}
 
 
 def readme_block(text: str, name: str) -> tuple[int, int]:

@@ -202,6 +202,7 @@ def check_values(cfg: Config) -> None:
         for key in ("lr", "eps", "gamma"):
             value = section[key]
             _require(math.isfinite(value) and value >= 0, f"{stage}.{key}", value, "finite, >= 0")
+    _require(0 < cfg.eval.far < 1, "eval.far", cfg.eval.far, "a rate strictly between 0 and 1")
     k = cfg.eval.appearance_k
     _require(k >= 1, "eval.appearance_k", k, "an integer >= 1")
     for key in ("w_r", "w_p", "w_a", "sigma", "border_margin"):

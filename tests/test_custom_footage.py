@@ -1,0 +1,53 @@
+"""Own footage without labels (cfgs/custom.yaml): one command trains and calibrates a run."""
+
+import json
+
+import numpy as np
+import pytest
+from test_live import write_video
+
+from pipeline.run import run_pipeline
+from utils.config import load_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = [
+    "model.memae.feature_root=4",
+    "model.memae.num_slots=16",
+    "model.cvae.nf_start=8",
+    "model.cvae.nf_max=8",
+    "stage1.num_epochs=1",
+    "stage2.num_epochs=1",
+    "stage3.num_epochs=1",
+    "stage3.max_cubes=64",
+    "eval.plots=false",
+    "device=cpu",
+]
+
+
+def test_normal_videos_alone_give_a_calibrated_run(tmp_path, capsys):
+    folder = tmp_path / "data" / "custom" / "training" / "frames"
+    folder.mkdir(parents=True)
+    for name in ("cam_a", "cam_b", "cam_c"):
+        write_video(folder / f"{name}.mp4", 40, scale=3)
+    cfg = load_config(
+        "cfgs/custom.yaml",
+        TINY
+        + [
+            f"data.root={tmp_path / 'data'}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"run_dir={tmp_path / 'run'}",
+            "train.val_videos=[cam_c]",
+        ],
+    )
+    doc = run_pipeline(cfg)
+    printed = capsys.readouterr().out
+    assert "no AUROC" in printed and "cam_c" in printed
+    saved = json.loads((tmp_path / "run" / "eval" / "deployment.json").read_text())
+    assert saved == doc
+    assert doc["num_training_frames"] == 2 * (40 - cfg.eval.drop_first)
+    assert doc["num_validation_frames"] == 40 - cfg.eval.drop_first
+    assert 0 <= doc["training_far"] <= cfg.eval.far + 1 / doc["num_training_frames"]
+    assert 0 <= doc["validation_far"] <= 1 and np.isfinite(doc["threshold"])
+    assert any("only 120 training frames" in w for w in doc["warnings"])
+    assert not (tmp_path / "cache" / "cubes" / "testing").exists()  # no test split was needed
