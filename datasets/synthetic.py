@@ -8,6 +8,10 @@ Each test video adds one anomalous object for a stretch of frames, cycling throu
 - `wrong_direction`: a walker crossing the walkway vertically;
 - `erratic`: a walker whose velocity jumps randomly every frame.
 A test frame is labelled abnormal (1) while any part of the anomalous object is in view.
+`synthetic.anomalies` picks the kinds cycled through; two more are whole-scene events for the
+whole-frame mode (no anomalous object at all): `flash`, the whole frame brightening by
+`flash_gain` for `event_frames` frames (a light switched on), and `shake`, the camera shaking
+(every frame shifted by up to `shake_pixels` px) for `event_frames` frames.
 
 Output (PNG frames are lossless, so the data are bit-identical for a given seed):
 `<folder>/training/frames/<video>/<n>.png`, `<folder>/testing/frames/<video>/<n>.png`,
@@ -29,6 +33,13 @@ import numpy as np
 from utils.io import read_json, remove_stale_temporaries, write_json
 
 ANOMALY_TYPES = ("fast", "large", "wrong_direction", "erratic")
+SCENE_EVENTS = ("flash", "shake")  # whole-scene anomalies: no anomalous object
+SCENE_EVENT_SETTINGS = {
+    "anomalies": list(ANOMALY_TYPES),
+    "flash_gain": 1.6,
+    "shake_pixels": 4,
+    "event_frames": 20,
+}
 MARKER = "synthetic.json"
 
 
@@ -201,7 +212,7 @@ def make_anomaly(kind: str, cfg, rng, height: int, width: int) -> Mover:
         sprite, alpha = make_walker(rng, w, h)
         x = rng.uniform(0.3 * width, 0.7 * width - w)
         return Mover(sprite, alpha, x, lane, 0.0, 0.0, erratic=cfg.erratic_jump)
-    raise ValueError(f"unknown anomaly type {kind!r}; valid: {list(ANOMALY_TYPES)}")
+    raise ValueError(f"unknown anomaly type {kind!r}; valid: {list(ANOMALY_TYPES + SCENE_EVENTS)}")
 
 
 def make_video(cfg, rng, background: np.ndarray, anomaly: str | None):
@@ -212,6 +223,8 @@ def make_video(cfg, rng, background: np.ndarray, anomaly: str | None):
     if anomaly is not None:
         start = int(rng.integers(cfg.num_frames // 5, cfg.num_frames // 2))
     frames, labels, extra = [], [], []
+    if anomaly in SCENE_EVENTS:
+        return _scene_event_video(cfg, rng, scene, anomaly, start)
     for t in range(cfg.num_frames):
         if t == start:
             extra = [make_anomaly(anomaly, cfg, rng, height, width)]
@@ -222,6 +235,24 @@ def make_video(cfg, rng, background: np.ndarray, anomaly: str | None):
     return np.stack(frames), np.array(labels, dtype=np.uint8)
 
 
+def _scene_event_video(cfg, rng, scene, kind: str, start: int):
+    """A normal video with a whole-scene event (flash or shake) for cfg.event_frames frames."""
+    frames, labels = [], []
+    for t in range(cfg.num_frames):
+        frame = scene.step([])
+        event = start <= t < start + cfg.event_frames
+        if event and kind == "flash":
+            frame = np.clip(frame.astype(np.float32) * cfg.flash_gain, 0, 255).astype(np.uint8)
+        elif event:  # shake: the whole view shifted by a random offset
+            dx, dy = rng.integers(-cfg.shake_pixels, cfg.shake_pixels + 1, 2)
+            shift = np.float32([[1, 0, dx], [0, 1, dy]])
+            size = (frame.shape[1], frame.shape[0])
+            frame = cv2.warpAffine(frame, shift, size, borderMode=cv2.BORDER_REFLECT)
+        frames.append(frame)
+        labels.append(int(event))
+    return np.stack(frames), np.array(labels, dtype=np.uint8)
+
+
 def _write_frames(folder: Path, frames: np.ndarray) -> None:
     folder.mkdir(parents=True)
     for i, frame in enumerate(frames):
@@ -229,7 +260,13 @@ def _write_frames(folder: Path, frames: np.ndarray) -> None:
 
 
 def settings_of(cfg) -> dict:
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    """The generator's settings; the scene-event settings only when they differ from their
+    defaults (data generated before they existed stays current)."""
+    settings = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    for key, default in SCENE_EVENT_SETTINGS.items():
+        if settings.get(key) == default:
+            settings.pop(key)
+    return settings
 
 
 def is_current(folder: Path, cfg) -> bool:
@@ -261,7 +298,8 @@ def generate(folder: str | Path, cfg) -> dict:
         ):
             for v in range(count):
                 rng = np.random.default_rng([cfg.seed, split_id, v])
-                kind = ANOMALY_TYPES[v % len(ANOMALY_TYPES)] if split == "testing" else None
+                kinds = list(cfg.anomalies)
+                kind = kinds[v % len(kinds)] if split == "testing" else None
                 frames, labels = make_video(cfg, rng, background, kind)
                 name = f"{v + 1:02d}"
                 _write_frames(tmp / split / "frames" / name, frames)

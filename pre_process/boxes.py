@@ -241,6 +241,7 @@ class BoxExtractor:
     """Per-frame boxes: cover-filtered detector boxes (if any) plus foreground boxes."""
 
     def __init__(self, box_cfg, device: str | torch.device = "cpu"):
+        self.whole_frame = bool(box_cfg.whole_frame)
         self.foreground = ForegroundBoxes(
             binary_thr=box_cfg.binary_thr,
             gauss_mask_size=box_cfg.gauss_mask_size,
@@ -253,7 +254,7 @@ class BoxExtractor:
             merge_overlap=box_cfg.merge_overlap,
         )
         self.detector = None
-        if box_cfg.detector != "none":
+        if box_cfg.detector != "none" and not self.whole_frame:
             self.detector = DetectorBoxes(
                 box_cfg.detector,
                 box_cfg.detector_weights,
@@ -265,7 +266,13 @@ class BoxExtractor:
 
     def video_boxes(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Yield the boxes [K, 4] of every frame of a video (the first and last frame count their
-        one temporal difference twice; see `ForegroundBoxes.moving_mask`)."""
+        one temporal difference twice; see `ForegroundBoxes.moving_mask`). In whole-frame mode
+        every frame has one box, the frame itself: (0, 0, width, height)."""
+        if self.whole_frame:
+            for frame in frames:
+                height, width = frame.shape[:2]
+                yield np.array([[0, 0, width, height]], dtype=np.float32)
+            return
         for cur, blurred in _triplets(frames, self.foreground.blur):
             detected = np.zeros((0, 4), dtype=np.float32)
             if self.detector is not None:

@@ -245,7 +245,9 @@ def preprocess_split(cfg, split: str, device) -> dict:
     videos = list_videos(cfg.data, split)
     num_frames = sum(v.num_frames for v in videos)
     inputs = [v.signature() for v in videos]
-    box_settings = dict(_settings(cfg.preprocess.boxes), recipe=BOX_RECIPE_VERSION)
+    box_settings = dict(
+        hashed_settings(cfg.preprocess.boxes, "preprocess.boxes"), recipe=BOX_RECIPE_VERSION
+    )
     box_fps = [{"settings": box_settings, "input": i} for i in inputs]
     flow_settings = hashed_settings(cfg.preprocess.flow, "preprocess.flow")
     flow_fps = [{"settings": flow_settings, "input": i} for i in inputs]

@@ -719,8 +719,7 @@ def live_readme_table(root: Path) -> str:
         )
     flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
     lines.append(
-        f"\nMachine: {machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} "
-        "threads."
+        f"\nMachine: {machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
     )
     return "\n".join(lines)
 

@@ -30,6 +30,7 @@ DATA_KEYS_HASHED = (
 # and checkpoints made before it was added stay valid.
 ADDED_SETTINGS = {
     "preprocess.flow": {"units_size": None},
+    "preprocess.boxes": {"whole_frame": False},
     "model.cvae": {"decoder_skips": [True, True]},
 }
 
@@ -82,7 +83,8 @@ def data_section(cfg) -> dict:
     preprocess = {k: v for k, v in preprocess.items() if k not in PREPROCESS_KEYS_IGNORED}
     cubes = {k: v for k, v in preprocess["cubes"].items() if k != "chunk_size"}
     flow = hashed_settings(preprocess["flow"], "preprocess.flow")
-    return {"data": data, "preprocess": dict(preprocess, cubes=cubes, flow=flow)}
+    boxes = hashed_settings(preprocess["boxes"], "preprocess.boxes")
+    return {"data": data, "preprocess": dict(preprocess, boxes=boxes, cubes=cubes, flow=flow)}
 
 
 def check_data_settings(made_with: dict, cfg, what: str) -> None:
