@@ -724,8 +724,116 @@ def live_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+SPEED_ROWS = [  # (row, benchmark, result name(s) joined by " / ")
+    (
+        "inference float32, cubes/s (fused, micro-batch 32, channels_last)",
+        "bench_models",
+        ["infer fused channels_last micro-batch 32 fp32"],
+    ),
+    (
+        "inference bf16 autocast, cubes/s",
+        "bench_models",
+        ["infer fused channels_last micro-batch 32 bf16 autocast"],
+    ),
+    (
+        "training stage 1, flows/s (batch 256): float32 / bf16",
+        "bench_models",
+        ["train stage1 fp32", "train stage1 bf16 autocast"],
+    ),
+    (
+        "training stage 2, cubes/s (batch 128): float32 / bf16",
+        "bench_models",
+        ["train stage2 fp32", "train stage2 bf16 autocast"],
+    ),
+    (
+        "training stage 3, cubes/s (batch 128): float32 / bf16",
+        "bench_models",
+        ["train stage3 fp32", "train stage3 bf16 autocast"],
+    ),
+    (
+        "pre-processing, one pass (decode + boxes + DIS medium + cubes), frames/s",
+        "bench_preprocess",
+        ["stream (decode+boxes+dis medium+cubes)"],
+    ),
+    (
+        "end to end, JPEG to frame score (12.5 objects/frame): float32 / bf16, frames/s",
+        "bench_end_to_end",
+        ["detect_video float32", "detect_video low precision (eval.bf16_cpu=true)"],
+    ),
+]
+
+
+def speed_readme_table(root: Path) -> str:
+    """The speed table of README.md, from bench/results/<benchmark>_{1thread,2threads}.json."""
+    folder = root.parent / "bench" / "results"
+    docs = {}
+    for bench in {b for _, b, _ in SPEED_ROWS}:
+        for threads in ("1thread", "2threads"):
+            path = folder / f"{bench}_{threads}.json"
+            if path.is_file():
+                doc = read_json(path)
+                rates = {r["name"]: r["per_second"] for r in doc["results"]}
+                docs[bench, threads] = (rates, doc["machine"])
+    lines = ["| what | 1 thread | 2 threads |", "|---|---|---|"]
+    for label, bench, names in SPEED_ROWS:
+        cells = []
+        for threads in ("1thread", "2threads"):
+            rates = docs.get((bench, threads), ({}, {}))[0]
+            cells.append(" / ".join(_rate(rates.get(name)) for name in names))
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    machines = sorted({(m.get("cpu", "?"), m.get("torch", "?")) for _, m in docs.values()})
+    measured = "; ".join(f"{cpu}, torch {torch}" for cpu, torch in machines)
+    lines.append(f"\nMeasured on: {measured} (from the JSON of each benchmark).")
+    return "\n".join(lines)
+
+
+TRAINED_SPEED_ROWS = [  # (row, benchmark, result with the sparse read, with the dense read)
+    (
+        "inference float32, cubes/s (fused, micro-batch 32, channels_last)",
+        "bench_models_trained_2threads",
+        "infer fused channels_last micro-batch 32 fp32",
+        "infer fused channels_last micro-batch 32 dense memory read fp32",
+    ),
+    (
+        "inference bf16 autocast, cubes/s",
+        "bench_models_trained_2threads",
+        "infer fused channels_last micro-batch 32 bf16 autocast",
+        "infer fused channels_last micro-batch 32 dense memory read bf16 autocast",
+    ),
+    (
+        "end to end, bf16 (the run's precision), frames/s (12.5 objects/frame)",
+        "bench_end_to_end_trained_2threads",
+        "detect_video trained ped2_cpu, sparse memory read",
+        "detect_video trained ped2_cpu, dense memory read",
+    ),
+]
+
+
+def trained_speed_readme_table(root: Path) -> str:
+    """The trained-model speed table of README.md, from bench/results/*_trained_2threads.json."""
+    folder = root.parent / "bench" / "results"
+    lines = ["| what | sparse memory read (default) | dense read |", "|---|---|---|"]
+    for label, bench, sparse, dense in TRAINED_SPEED_ROWS:
+        path = folder / f"{bench}.json"
+        rates = (
+            {r["name"]: r["per_second"] for r in read_json(path)["results"]}
+            if path.is_file()
+            else {}
+        )
+        lines.append(f"| {label} | {_rate(rates.get(sparse))} | {_rate(rates.get(dense))} |")
+    return "\n".join(lines)
+
+
+def _rate(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
 README_TABLES = {
     "ped2": ped2_readme_table,
+    "speed": speed_readme_table,
+    "trained speed": trained_speed_readme_table,
     "synthetic": synthetic_readme_table,
     "live": live_readme_table,
 }
