@@ -163,6 +163,18 @@ class CubeWriter:
         if self.buffered >= self.chunk_size:
             self.flush()
 
+    def add_block(self, video_idx: int, frame_idx, frames, flows, boxes) -> None:
+        """Cubes of one video with a frame index each (a part joined into a split)."""
+        num = len(boxes)
+        self.buffer["frames"].append(np.asarray(frames))
+        self.buffer["flows"].append(np.asarray(flows))
+        self.buffer["boxes"].append(np.asarray(boxes, dtype=np.float32).reshape(num, 4))
+        self.buffer["video_idx"].append(np.full(num, video_idx, dtype=np.int32))
+        self.buffer["frame_idx"].append(np.asarray(frame_idx, dtype=np.int32))
+        self.buffered += num
+        if self.buffered >= self.chunk_size:
+            self.flush()
+
     def flush(self) -> None:
         if not self.buffered:
             return

@@ -19,22 +19,28 @@ written atomically).
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from datasets import synthetic
 from datasets.frames import Video, list_videos, split_dir
 from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
-from pre_process.cubes import CUBE_ARRAYS, write_split_cubes
+from pre_process.cubes import CUBE_ARRAYS, CubeWriter, write_split_cubes
 from pre_process.flow import build_flow_estimator, load_flows, write_video_flows
+from pre_process.stream import stream_cubes
 from utils.cli import run_cli
 from utils.config import Config, add_config_args, load_config, save_config
 from utils.fingerprint import digest, hashed_settings
-from utils.io import npy_complete, read_json, write_json
+from utils.io import npy_complete, read_json, remove_stale_temporaries, write_json
 from utils.misc import get_logger, progress_bar, resolve_device
 
 log = get_logger()
@@ -191,24 +197,29 @@ def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
 # Cubes
 
 
-def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tuple[int, bool]:
-    """Cubes of a split. Returns (number of cubes, whether they were computed)."""
-    from datasets.cubes import cube_dir
-
-    out_dir = cube_dir(cfg, split)
+def _cubes_fingerprint(cfg, split, box_fps, flow_fps) -> str:
     cube_cfg = cfg.preprocess.cubes
-    fingerprint = digest(
+    return digest(
         {"cubes": _settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
     )
+
+
+def _current_count(out_dir: Path, fingerprint: str) -> int | None:
+    """The cube count of a complete cube folder made with `fingerprint`, else None."""
     manifest_path = out_dir / "manifest.json"
-    if manifest_path.is_file():
-        manifest = read_json(manifest_path)
-        complete = all(npy_complete(out_dir / f"{name}.npy") for name in CUBE_ARRAYS)
-        if manifest.get("fingerprint") == fingerprint and complete:
-            return int(manifest["count"]), False
-        if not complete:
-            log.warning(f"{out_dir}: a cube file is truncated or missing; making the cubes again")
-    manifest = {
+    if not manifest_path.is_file():
+        return None
+    manifest = read_json(manifest_path)
+    complete = all(npy_complete(out_dir / f"{name}.npy") for name in CUBE_ARRAYS)
+    if manifest.get("fingerprint") == fingerprint and complete:
+        return int(manifest["count"])
+    if not complete:
+        log.warning(f"{out_dir}: a cube file is truncated or missing; making the cubes again")
+    return None
+
+
+def _manifest(cfg, split, videos, boxes, fingerprint) -> dict:
+    return {
         "split": split,
         "videos": [v.name for v in videos],
         "num_frames": [v.num_frames for v in videos],
@@ -218,6 +229,19 @@ def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tupl
         "fingerprint": fingerprint,
         "config": {"data": _settings(cfg.data), "preprocess": _settings(cfg.preprocess)},
     }
+
+
+def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tuple[int, bool]:
+    """Cubes of a split. Returns (number of cubes, whether they were computed)."""
+    from datasets.cubes import cube_dir
+
+    out_dir = cube_dir(cfg, split)
+    cube_cfg = cfg.preprocess.cubes
+    fingerprint = _cubes_fingerprint(cfg, split, box_fps, flow_fps)
+    count = _current_count(out_dir, fingerprint)
+    if count is not None:
+        return count, False
+    manifest = _manifest(cfg, split, videos, boxes, fingerprint)
     sizes = {tuple(v.frame_size) for v in videos}
     if len(sizes) > 1:  # allowed (boxes are per video) but worth knowing
         log.info(f"{split}: videos have different frame sizes {sorted(sizes)}")
@@ -235,6 +259,152 @@ def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tupl
             progress=bar.update,
         )
     return count, True
+
+
+# ---------------------------------------------------------------------------------------------
+# Cubes without stored flows (preprocess.store_flows: false)
+
+
+class _KnownBoxes:
+    """A stand-in for BoxExtractor that yields boxes already computed, one frame behind the
+    frames it reads, as BoxExtractor does (the flow of frame 0 may need frame 1)."""
+
+    def __init__(self, boxes: list[np.ndarray]):
+        self.boxes = boxes
+
+    def video_boxes(self, frames) -> Iterator[np.ndarray]:
+        stream = iter(frames)
+        if next(stream, None) is None:
+            return
+        for i, _ in enumerate(stream):
+            yield self.boxes[i]
+        yield self.boxes[len(self.boxes) - 1]
+
+
+def _part_current(folder: Path, fingerprint: dict) -> bool:
+    done = folder / "done.json"
+    return done.is_file() and read_json(done) == fingerprint
+
+
+def _stream_part(
+    video: Video,
+    boxes,
+    flow_cfg,
+    cube_cfg,
+    device,
+    folder: Path,
+    fingerprint: dict,
+    estimator=None,
+    progress=None,
+) -> None:
+    """One video's cubes, its flows computed frame by frame and dropped once cropped; written
+    to `folder` (frames, flows, boxes, frame_idx .npy) and marked done."""
+    estimator = estimator or build_flow_estimator(flow_cfg, device)
+    count = sum(len(b) for b in boxes)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny crops; see write_split_cubes
+    try:
+        writer = CubeWriter(folder, count, cube_cfg.size, cube_cfg.num_frames, cube_cfg.chunk_size)
+        stream = stream_cubes(
+            video.frames(),
+            _KnownBoxes(boxes),
+            estimator,
+            flow_cfg.first_frame,
+            flow_cfg.dtype,
+            cube_cfg.size,
+            cube_cfg.num_frames,
+        )
+        for item in stream:
+            writer.add(0, item.index, item.frame_cubes, item.flow_cubes, item.boxes)
+            if progress is not None:
+                progress(1)
+        writer.close()
+    finally:
+        torch.set_num_threads(threads)
+    write_json(folder / "done.json", fingerprint)
+
+
+def step_streamed_cubes(cfg, split, videos, boxes, box_fps, flow_fps, device) -> tuple[int, bool]:
+    """Cubes of a split with flows computed on the fly and never written: one part per video
+    (resumable; videos in `preprocess.num_workers` processes), then joined in video order, so
+    the cubes equal those made with stored flows. Returns (number of cubes, computed)."""
+    from datasets.cubes import cube_dir
+
+    out_dir = cube_dir(cfg, split)
+    fingerprint = _cubes_fingerprint(cfg, split, box_fps, flow_fps)
+    count = _current_count(out_dir, fingerprint)
+    if count is not None:
+        return count, False
+    parts_dir = Path(cfg.data.cache_dir) / "cube_parts" / split
+    parts = [parts_dir / v.name for v in videos]
+    part_fps = [
+        {"boxes": b, "flows": f, "cubes": _settings(cfg.preprocess.cubes)}
+        for b, f in zip(box_fps, flow_fps)
+    ]
+    todo = [k for k in range(len(videos)) if not _part_current(parts[k], part_fps[k])]
+    args = [
+        (
+            videos[k],
+            boxes[k],
+            cfg.preprocess.flow,
+            cfg.preprocess.cubes,
+            str(device),
+            parts[k],
+            part_fps[k],
+        )
+        for k in todo
+    ]
+    if args:
+        list(
+            _run_jobs(
+                _stream_part,
+                args,
+                cfg,
+                f"{split} cubes (flows not stored)",
+                build_flow_estimator,
+                (cfg.preprocess.flow, device),
+            )
+        )
+    manifest = _manifest(cfg, split, videos, boxes, fingerprint)
+    count = _join_parts(out_dir, parts, manifest, cfg.preprocess.cubes)
+    shutil.rmtree(parts_dir)
+    if not any(parts_dir.parent.iterdir()):
+        parts_dir.parent.rmdir()
+    return count, True
+
+
+def _join_parts(out_dir: Path, parts: list[Path], manifest: dict, cube_cfg) -> int:
+    """The split's cube folder from the per-video parts, in video order (atomically)."""
+    arrays = [{n: np.load(p / f"{n}.npy", mmap_mode="r") for n in CUBE_ARRAYS} for p in parts]
+    count = sum(len(a["boxes"]) for a in arrays)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)
+    try:
+        writer = CubeWriter(tmp, count, cube_cfg.size, cube_cfg.num_frames, cube_cfg.chunk_size)
+        for v, part in enumerate(arrays):
+            for start in range(0, len(part["boxes"]), cube_cfg.chunk_size):
+                end = start + cube_cfg.chunk_size
+                writer.add_block(
+                    v,
+                    part["frame_idx"][start:end],
+                    part["frames"][start:end],
+                    part["flows"][start:end],
+                    part["boxes"][start:end],
+                )
+        writer.close()
+        write_json(tmp / "manifest.json", {**manifest, "count": count})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,10 +426,17 @@ def preprocess_split(cfg, split: str, device) -> dict:
     boxes, boxes_done = step_boxes(cfg, split, videos, box_fps, device)
     seconds["boxes"] = time.time() - tic
     tic = time.time()
-    flow_paths, flows_done = step_flows(cfg, split, videos, flow_fps, device)
-    seconds["flows"] = time.time() - tic
-    tic = time.time()
-    count, cubes_done = step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps)
+    if cfg.preprocess.store_flows:
+        flow_paths, flows_done = step_flows(cfg, split, videos, flow_fps, device)
+        seconds["flows"] = time.time() - tic
+        tic = time.time()
+        count, cubes_done = step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps)
+    else:  # flows computed while the cubes are cut, never written
+        seconds["flows"] = 0.0
+        count, cubes_done = step_streamed_cubes(
+            cfg, split, videos, boxes, box_fps, flow_fps, device
+        )
+        flows_done = cubes_done
     seconds["cubes"] = time.time() - tic
     num_boxes = sum(len(b) for vb in boxes for b in vb)
     return {

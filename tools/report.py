@@ -830,8 +830,35 @@ def _rate(value) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def disk_readme_table(root: Path) -> str:
+    """Pre-processing disk and time with and without stored flows (bench/results/bench_disk.json)."""
+    path = root.parent / "bench" / "results" / "bench_disk.json"
+    if not path.is_file():
+        return "Not measured yet (`bench/results/bench_disk.json`)."
+    doc = read_json(path)
+    lines = [
+        "| mode | s per 1,000 frames | MB per 1,000 frames (flows + cubes) | ShanghaiTech "
+        "training set: flows GB | cubes GB | hours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in doc["results"]:
+        mb = (row["flow_bytes_per_1000_frames"] + row["cube_bytes_per_1000_frames"]) / 1e6
+        lines.append(
+            f"| {row['name']} | {row['seconds_per_1000_frames']:.1f} | {mb:.0f} | "
+            f"{row['shanghaitech_flow_gb']:.0f} | {row['shanghaitech_cube_gb']:.0f} | "
+            f"{row['shanghaitech_hours']:.1f} |"
+        )
+    machine = doc["machine"]
+    lines.append(
+        f"\n{len(doc['settings']['videos'])} training videos of {doc['settings']['cfg']}; "
+        f"{machine.get('cpu', '?')}, {machine.get('torch_threads')} threads."
+    )
+    return "\n".join(lines)
+
+
 README_TABLES = {
     "ped2": ped2_readme_table,
+    "disk": disk_readme_table,
     "speed": speed_readme_table,
     "trained speed": trained_speed_readme_table,
     "synthetic": synthetic_readme_table,

@@ -36,7 +36,7 @@ ADDED_SETTINGS = {
 
 
 # Keys that say how fast things are made, not what they are.
-PREPROCESS_KEYS_IGNORED = ("num_workers",)
+PREPROCESS_KEYS_IGNORED = ("num_workers", "store_flows")  # how, not what: the same cubes
 
 
 MODEL_KEYS_IGNORED = ("deterministic",)  # a test-time choice, not part of the weights

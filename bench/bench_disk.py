@@ -1,0 +1,100 @@
+"""Disk and time of pre-processing with and without stored flows, per 1,000 frames, and the
+projection to ShanghaiTech's training set.
+
+    python -m bench.bench_disk [--cfg cfgs/ped2.yaml] [--videos 2] [--threads 2]
+
+Pre-processes the first `--videos` training videos of the config's dataset twice into temporary
+caches, with `preprocess.store_flows` true and false, and measures the wall time and the bytes
+on disk of flows and cubes. Projects both to ShanghaiTech's 274,515 training frames, roughly:
+flow disk and time scale with the frame area (856x480 against this dataset's), cube disk with
+the number of frames at this dataset's boxes per frame.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import base_parser, print_table, save, setup
+from pre_process import run_preprocess
+from utils.config import load_config, replaced
+from utils.io import read_json
+
+SHANGHAITECH_TRAIN_FRAMES = 274_515
+SHANGHAITECH_FRAME = (480, 856)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def main() -> None:
+    parser = base_parser("bench_disk", __doc__.split("\n")[0])
+    parser.add_argument("--cfg", default="cfgs/ped2.yaml")
+    parser.add_argument("--videos", type=int, default=2, help="first N training videos")
+    args = parser.parse_args()
+    device = setup(args)
+    base = load_config(Path(args.cfg))
+    folder = Path(base.data.root) / base.data.dataset / base.data.train_split
+    if not folder.is_dir():
+        print(f"bench_disk: {folder} not found; nothing to measure")
+        sys.exit(0)
+    names = sorted(p.name for p in (folder / base.data.frames_dir).iterdir())[: args.videos]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_disk_") as tmp:
+        for store in (True, False):
+            cache = Path(tmp) / f"store_{store}"
+            cfg = replaced(
+                base,
+                {
+                    "data.cache_dir": str(cache),
+                    "data.videos": names,
+                    "preprocess.store_flows": store,
+                    "device": str(device),
+                },
+            )
+            tic = time.time()
+            summary = run_preprocess(cfg, splits=(cfg.data.train_split,))
+            seconds = time.time() - tic
+            split = summary["splits"][cfg.data.train_split]
+            frames = split["frames"]
+            flows, cubes = folder_bytes(cache / "flows"), folder_bytes(cache / "cubes")
+            height, width = base_frame(cache, cfg)
+            area = SHANGHAITECH_FRAME[0] * SHANGHAITECH_FRAME[1] / (height * width)
+            scale = SHANGHAITECH_TRAIN_FRAMES / frames
+            rows.append(
+                {
+                    "name": f"store_flows={str(store).lower()}",
+                    "unit": "frames",
+                    "per_second": frames / seconds,
+                    "median_seconds": seconds,
+                    "frames": frames,
+                    "seconds_per_1000_frames": 1000 * seconds / frames,
+                    "flow_bytes_per_1000_frames": 1000 * flows / frames,
+                    "cube_bytes_per_1000_frames": 1000 * cubes / frames,
+                    "shanghaitech_flow_gb": flows * scale * area / 1e9,
+                    "shanghaitech_cube_gb": cubes * scale / 1e9,
+                    "shanghaitech_hours": seconds * scale * area / 3600,
+                }
+            )
+    print_table(rows, f"pre-processing {args.videos} training videos of {base.data.dataset}")
+    for row in rows:
+        print(
+            f"{row['name']}: {row['seconds_per_1000_frames']:.1f} s and "
+            f"{(row['flow_bytes_per_1000_frames'] + row['cube_bytes_per_1000_frames']) / 1e6:.0f}"
+            f" MB per 1,000 frames; ShanghaiTech training set: flows "
+            f"{row['shanghaitech_flow_gb']:.0f} GB, cubes {row['shanghaitech_cube_gb']:.0f} GB, "
+            f"about {row['shanghaitech_hours']:.0f} h"
+        )
+    save(args, device, rows, {"cfg": args.cfg, "videos": names})
+
+
+def base_frame(cache: Path, cfg) -> tuple[int, int]:
+    manifest = cache / "cubes" / cfg.data.train_split / "manifest.json"
+    return tuple(read_json(manifest)["frame_size"])
+
+
+if __name__ == "__main__":
+    main()

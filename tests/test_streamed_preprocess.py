@@ -1,0 +1,70 @@
+"""Pre-processing without stored flows (preprocess.store_flows: false): the same cubes as with
+stored flows, also with videos in parallel processes, and resumable per video."""
+
+import numpy as np
+import pytest
+
+import pre_process.run as run_module
+from pre_process import run_preprocess
+from pre_process.cubes import CUBE_ARRAYS
+from utils.config import load_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def config(tmp_path, cache: str, *extra):
+    return load_config(
+        "cfgs/synthetic.yaml",
+        [
+            "synthetic.num_train_videos=3",
+            "synthetic.num_test_videos=1",
+            "synthetic.num_frames=30",
+            f"data.root={tmp_path / 'data'}",
+            f"data.cache_dir={tmp_path / cache}",
+            "device=cpu",
+            *extra,
+        ],
+    )
+
+
+def cubes(tmp_path, cache: str) -> dict:
+    folder = tmp_path / cache / "cubes" / "training"
+    return {name: np.load(folder / f"{name}.npy") for name in CUBE_ARRAYS}
+
+
+def test_streamed_cubes_equal_stored_flow_cubes_serial_and_parallel(tmp_path):
+    no_store = "preprocess.store_flows=false"
+    run_preprocess(config(tmp_path, "stored"), splits=("training",))
+    run_preprocess(config(tmp_path, "serial", no_store), splits=("training",))
+    parallel = config(tmp_path, "parallel", no_store, "preprocess.num_workers=2")
+    summary = run_preprocess(parallel, splits=("training",))
+    reference = cubes(tmp_path, "stored")
+    for cache in ("serial", "parallel"):
+        got = cubes(tmp_path, cache)
+        for name in CUBE_ARRAYS:
+            assert np.array_equal(got[name], reference[name]), (cache, name)
+        assert not (tmp_path / cache / "flows").exists()  # no flow was written
+        assert not (tmp_path / cache / "cube_parts").exists()
+    assert summary["splits"]["training"]["cubes"] == len(reference["boxes"])
+
+
+def test_an_interrupted_run_resumes_per_video(tmp_path, monkeypatch):
+    cfg = config(tmp_path, "resume", "preprocess.store_flows=false")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "_join_parts", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_preprocess(cfg, splits=("training",))
+    parts = sorted(p.name for p in (tmp_path / "resume" / "cube_parts" / "training").iterdir())
+    assert parts == ["01", "02", "03"]
+    monkeypatch.undo()
+    calls = []
+    original = run_module._stream_part
+    monkeypatch.setattr(
+        run_module, "_stream_part", lambda *a, **k: calls.append(a) or original(*a, **k)
+    )
+    run_preprocess(cfg, splits=("training",))
+    assert calls == []  # every video's part was done: only the join ran
+    assert (tmp_path / "resume" / "cubes" / "training" / "manifest.json").is_file()
