@@ -831,7 +831,7 @@ def _rate(value) -> str:
 
 
 def disk_readme_table(root: Path) -> str:
-    """Pre-processing disk and time with and without stored flows (bench/results/bench_disk.json)."""
+    """Pre-processing disk and time with and without stored flows (bench_disk.json)."""
     path = root.parent / "bench" / "results" / "bench_disk.json"
     if not path.is_file():
         return "Not measured yet (`bench/results/bench_disk.json`)."
