@@ -17,6 +17,7 @@ other, repeated until nothing changes; the area and aspect filters apply to the 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -242,6 +243,9 @@ class BoxExtractor:
 
     def __init__(self, box_cfg, device: str | torch.device = "cpu"):
         self.whole_frame = bool(box_cfg.whole_frame)
+        # areas are set for frames of reference_size (H, W); other frame sizes scale them
+        self.reference_size = box_cfg.reference_size
+        self.min_areas = (box_cfg.contour_min_area, box_cfg.min_area)
         self.foreground = ForegroundBoxes(
             binary_thr=box_cfg.binary_thr,
             gauss_mask_size=box_cfg.gauss_mask_size,
@@ -273,12 +277,28 @@ class BoxExtractor:
                 height, width = frame.shape[:2]
                 yield np.array([[0, 0, width, height]], dtype=np.float32)
             return
-        for cur, blurred in _triplets(frames, self.foreground.blur):
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            return
+        self._scale_areas(first.shape[:2])
+        for cur, blurred in _triplets(itertools.chain([first], frames), self.foreground.blur):
             detected = np.zeros((0, 4), dtype=np.float32)
             if self.detector is not None:
                 detected = remove_covered(self.detector(cur), self.cover_thr)
             moving = self.foreground(blurred, blank=detected)
             yield np.concatenate([detected, moving]).astype(np.float32)
+
+    def _scale_areas(self, frame_size: tuple[int, int]) -> None:
+        """contour_min_area and min_area for this video's frame size (with reference_size)."""
+        factor = 1.0
+        if self.reference_size:
+            factor = (
+                frame_size[0] * frame_size[1] / (self.reference_size[0] * self.reference_size[1])
+            )
+        self.foreground.contour_min_area = self.min_areas[0] * factor
+        if self.detector is not None:
+            self.detector.min_area = self.min_areas[1] * factor
 
 
 def _triplets(frames: Iterable[np.ndarray], blur) -> Iterator[tuple[np.ndarray, tuple]]:

@@ -7,6 +7,7 @@ import pytest
 from test_live import write_video
 
 from pipeline.run import run_pipeline
+from pre_process.boxes import BoxExtractor
 from utils.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,3 +52,20 @@ def test_normal_videos_alone_give_a_calibrated_run(tmp_path, capsys):
     assert 0 <= doc["validation_far"] <= 1 and np.isfinite(doc["threshold"])
     assert any("only 120 training frames" in w for w in doc["warnings"])
     assert not (tmp_path / "cache" / "cubes" / "testing").exists()  # no test split was needed
+
+
+def test_minimum_box_areas_scale_with_the_frame_area():
+    """A 12x12 moving square is a box at the reference size; in frames twice as wide and tall
+    (four times the area) the minimum area grows fourfold and the same square is too small."""
+    cfg = load_config("cfgs/ped2.yaml", ["preprocess.boxes.merge=none"])
+    frames = []
+    for i in range(3):
+        frame = np.full((96, 128, 3), 30, np.uint8)
+        frame[40:52, 20 + 3 * i : 32 + 3 * i] = 220
+        frames.append(frame)
+    plain = list(BoxExtractor(cfg.preprocess.boxes).video_boxes(frames))
+    scaled_cfg = load_config(
+        "cfgs/ped2.yaml", ["preprocess.boxes.merge=none", "preprocess.boxes.reference_size=[48,64]"]
+    )
+    scaled = list(BoxExtractor(scaled_cfg.preprocess.boxes).video_boxes(frames))
+    assert any(len(b) for b in plain) and not any(len(b) for b in scaled)

@@ -30,7 +30,7 @@ DATA_KEYS_HASHED = (
 # and checkpoints made before it was added stay valid.
 ADDED_SETTINGS = {
     "preprocess.flow": {"units_size": None},
-    "preprocess.boxes": {"whole_frame": False},
+    "preprocess.boxes": {"whole_frame": False, "reference_size": None},
     "model.cvae": {"decoder_skips": [True, True]},
 }
 
