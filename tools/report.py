@@ -856,8 +856,29 @@ def disk_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def reference_readme_table(root: Path) -> str:
+    """Our scoring against the reference execution (bench_reference_2threads.json)."""
+    path = root.parent / "bench" / "results" / "bench_reference_2threads.json"
+    if not path.is_file():
+        return "Not measured yet (`bench/results/bench_reference_2threads.json`)."
+    doc = read_json(path)
+    rows = [r for r in doc["results"] if "per_second" in r]
+    ratios = [r for r in doc["results"] if "ratio" in r]
+    lines = ["| execution | cubes/s |", "|---|---|"]
+    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
+    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
+    machine = doc["machine"]
+    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
+    lines.append(
+        f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; "
+        f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
+    )
+    return "\n".join(lines)
+
+
 README_TABLES = {
     "ped2": ped2_readme_table,
+    "reference": reference_readme_table,
     "disk": disk_readme_table,
     "speed": speed_readme_table,
     "trained speed": trained_speed_readme_table,
