@@ -76,17 +76,22 @@ def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None) -> dict[str, fl
 
 
 def border_statistics(s_r, s_p, border: np.ndarray, margin: float, s_a=None) -> dict:
-    """Score statistics of the training cubes cut by the image border and of the others; a
-    group with fewer than two training cubes gets the statistics of all (marked `all_cubes`)."""
+    """Score statistics of the training cubes cut by the image border and of the others."""
     border = np.asarray(border, dtype=bool)
 
-    def part(mask):
-        if mask.sum() < 2:
-            mask = np.ones_like(mask)
-            return dict(part(mask), all_cubes=True)
-        return score_statistics(s_r[mask], s_p[mask], None if s_a is None else s_a[mask])
+    def part(mask, name):
+        try:
+            return score_statistics(s_r[mask], s_p[mask], None if s_a is None else s_a[mask])
+        except ValueError as err:
+            raise ValueError(
+                f"{err} in the {name} group of eval.border_stats (set it false)"
+            ) from None
 
-    return {"margin": margin, "border": part(border), "interior": part(~border)}
+    return {
+        "margin": margin,
+        "border": part(border, "border"),
+        "interior": part(~border, "interior"),
+    }
 
 
 def fuse_scores(
