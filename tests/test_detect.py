@@ -251,6 +251,7 @@ def detect_command(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a detect.py process
 def test_command_line_writes_every_output(tiny_run, synthetic_run, tmp_path):
     _, data = synthetic_run
     folder = data / "testing" / "frames" / "01"
@@ -300,6 +301,13 @@ def test_bad_input_is_a_clear_error(kind, tiny_run, tmp_path):
     with pytest.raises(DetectError, match=message) as err:
         detect(tiny_run, [path], tmp_path / "out", progress=False)
     assert str(path) in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # one detect.py process per kind
+@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "unsupported", "empty folder"])
+def test_bad_input_is_a_clear_error_on_the_command_line(kind, tiny_run, tmp_path):
+    path, message = bad_inputs(tmp_path)[kind]
     done = detect_command(["--run", str(tiny_run), "--input", str(path), "--quiet"])
     assert done.returncode == 2
     assert re.search(message, done.stderr)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from fake_cubes import tiny_overrides
 
@@ -31,6 +32,7 @@ def torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow  # two torchrun processes
 def test_stages_under_torchrun_with_two_cpu_processes(tmp_path):
     overrides = tiny_overrides(tmp_path) + [
         "device=cpu",

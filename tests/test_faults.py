@@ -244,6 +244,7 @@ def test_temporaries_of_an_interrupted_write_are_removed(tmp_path):
 
 
 # 17 ------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a script process each
 @pytest.mark.parametrize("script", ["eval.py", "train.py", "ml_memae_sc_train.py"])
 def test_expected_errors_are_one_line(script):
     args = [sys.executable, script, "--cfg", "cfgs/ped2.yaml", "device=banana"]
@@ -257,6 +258,7 @@ def test_expected_errors_are_one_line(script):
     assert "Traceback" in debug.stderr
 
 
+@pytest.mark.slow  # a script process
 def test_preprocessing_errors_are_one_line():
     args = [sys.executable, "-m", "pre_process.run", "--cfg", "cfgs/ped2.yaml", "--splits", "x"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)

@@ -155,6 +155,7 @@ def test_a_dropped_stream_is_reopened_and_the_gap_recorded(tiny_run, tmp_path):
     assert len(gaps) == 2 and gaps[0]["seconds"] >= 0.02
 
 
+@pytest.mark.slow  # a detect.py process
 def test_sigterm_is_a_clean_stop(tiny_run, tmp_path):
     video = write_video(tmp_path / "v.mp4", 500)
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import scipy.io
 import torch
 
@@ -178,6 +179,7 @@ def test_avenue_real_stretches_make_the_clips():
     assert len(clips) == 19 and "04_a" in clips and "04_b" not in clips
 
 
+@pytest.mark.slow  # a whole pipeline
 def test_avenue_layout_pipeline(tmp_path):
     root = tmp_path / "data"
     make_avenue(root)
@@ -227,6 +229,7 @@ def make_shanghaitech(root: Path) -> dict[str, np.ndarray]:
     return labels
 
 
+@pytest.mark.slow  # a whole pipeline
 def test_shanghaitech_layout_pipeline(tmp_path):
     root = tmp_path / "data"
     labels = make_shanghaitech(root)
