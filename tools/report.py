@@ -877,8 +877,36 @@ def reference_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def preprocess_readme_table(root: Path) -> str:
+    """The pre-processing table of README.md, from results/{ped2_cpu,synthetic}/
+    preprocess_summary.json (each written by a run of pre_process.run into an empty cache)."""
+    lines = [
+        "| data | split | frames | boxes/frame | cubes | time |",
+        "|---|---|---|---|---|---|",
+    ]
+    totals = []
+    for label, folder in (("Ped2", "ped2_cpu"), ("synthetic", "synthetic")):
+        path = root / folder / "preprocess_summary.json"
+        if not path.is_file():
+            lines.append(f"| {label} | not measured yet | | | | |")
+            continue
+        summary = read_json(path)
+        for split, s in summary["splits"].items():
+            seconds = sum(s["seconds"].values())
+            lines.append(
+                f"| {label} | {split} | {s['frames']} | {s['boxes_per_frame']:.2f} | "
+                f"{s['cubes']:,} | {seconds:.1f} s |"
+            )
+        totals.append(
+            f"all of {label}: {summary['seconds']:.1f} s ({summary['frames_per_second']:.0f} "
+            "frames/s)"
+        )
+    return "\n".join(lines + ["", "; ".join(totals) + "."])
+
+
 README_TABLES = {
     "ped2": ped2_readme_table,
+    "preprocess": preprocess_readme_table,
     "reference": reference_readme_table,
     "disk": disk_readme_table,
     "speed": speed_readme_table,
