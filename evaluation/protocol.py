@@ -1,19 +1,6 @@
-"""The paper's evaluation protocol (docs/method.md §6): object scores -> frame scores -> AUROC.
-
-    python eval.py --cfg cfgs/ped2.yaml [key=value ...]
-    python eval.py --cfg cfgs/ped2.yaml --rescore eval.w_p=0.5   # re-fuse a saved scores.json
-
-The model evaluated is the final one of the run: stage 3 (hybrid), stage 2 (cvae, vae, or hybrid
-with stage3.num_epochs=0) or stage 1 (memae); `eval.checkpoint` picks its best.pth (lowest
-training loss, the default; no test labels are used), its last.pth, or any checkpoint path.
-Training statistics of S_r and S_p are computed over all training cubes the first time and
-cached beside the checkpoint (<ckpt>.train_stats.json; `.sampled_seedK` added for sampled latents).
-
-Writes <run_dir>/eval/: scores.json, metrics.json, config.yaml, roc.png, curves/<video>.png,
-objects_highest.png, objects_lowest.png. `--rescore` reads scores.json (checking it was made with
-the same model and data settings) and recomputes fusion, smoothing and AUROC with the current
-eval settings, without the model.
-"""
+"""The paper's evaluation protocol (docs/method.md §6): object scores -> frame scores -> AUROC,
+the eval folder it writes and the re-scoring of a saved scores.json. Run by `eval.py` (its
+docstring describes the command and the outputs) and by `pipeline.run`."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ from inference.outputs import (
 from inference.stream_scoring import LiveSmoother, score_stream
 from inference.thresholds import Threshold, absolute_threshold, anomalous_intervals, far_threshold
 from inference.trained_run import DetectError, TrainedRun, load_trained_run
-from pre_process.stream import StreamFrame, stream_cubes
+from pre_process.stream import StreamFrame
 from scoring.frame_scores import smooth
 from scoring.statistics import STAT_KEYS
 from utils.io import finite_or_none, read_json, write_json
@@ -157,15 +157,7 @@ def detect_video(
     out_dir.mkdir(parents=True, exist_ok=True)
     warn_frame_size(video, training_frame_size(det))
     cube_cfg, flow_cfg = cfg.preprocess.cubes, cfg.preprocess.flow
-    stream = stream_cubes(
-        video.frames(),
-        det.boxes,
-        det.flow,
-        flow_cfg.first_frame,
-        flow_cfg.dtype,
-        cube_cfg.size,
-        cube_cfg.num_frames,
-    )
+    stream = det.stream(video.frames())
     intermediate = None
     if save_intermediate:
         intermediate = IntermediateWriter(

@@ -41,7 +41,6 @@ from inference.detect import threshold_for
 from inference.outputs import VideoAnnotator
 from inference.stream_scoring import LiveSmoother, score_stream
 from inference.trained_run import DetectError, TrainedRun, load_trained_run
-from pre_process.stream import stream_cubes
 from utils.io import write_json
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between attempts; the last one repeats
@@ -361,7 +360,6 @@ def _score_segment(
     """One segment through boxes -> flow -> cubes -> model, each frame's line written as soon as
     its smoothed score is final."""
     cfg = det.cfg
-    cube_cfg, flow_cfg = cfg.preprocess.cubes, cfg.preprocess.flow
     captured: dict[int, Captured] = {}
 
     def images() -> Iterator[np.ndarray]:
@@ -369,15 +367,7 @@ def _score_segment(
             captured[k] = item
             yield item.frame
 
-    stream = stream_cubes(
-        images(),
-        det.boxes,
-        det.flow,
-        flow_cfg.first_frame,
-        flow_cfg.dtype,
-        cube_cfg.size,
-        cube_cfg.num_frames,
-    )
+    stream = det.stream(images())
     novelty = det.appearance_novelty if det.appearance is not None else None
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
 

@@ -17,6 +17,7 @@ from engine.run_dir import eval_checkpoint_path
 from models import ScoringModel, build_model, scoring_model
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
+from pre_process.stream import stream_cubes
 from scoring.appearance import AppearanceBank, build_appearance, grey_crops
 from scoring.frame_scores import (
     empty_frame_score,
@@ -90,6 +91,19 @@ class TrainedRun:
         if self.appearance is None:
             return None
         return self.appearance.novelty(grey_crops(target_frames))
+
+    def stream(self, frames):
+        """StreamFrames (boxes, flow, cubes) of `frames` with the run's pre-processing."""
+        cube_cfg, flow_cfg = self.cfg.preprocess.cubes, self.cfg.preprocess.flow
+        return stream_cubes(
+            frames,
+            self.boxes,
+            self.flow,
+            flow_cfg.first_frame,
+            flow_cfg.dtype,
+            cube_cfg.size,
+            cube_cfg.num_frames,
+        )
 
     @functools.cached_property
     def boxes(self) -> BoxExtractor:

@@ -1,13 +1,6 @@
-"""The whole HF2-VAD pipeline in one call: pre-processing, training stages, statistics, eval.
-
-    python run_pipeline.py --cfg cfgs/synthetic.yaml [key=value ...]
-    torchrun --nproc_per_node=2 run_pipeline.py --cfg cfgs/ped2.yaml
-
-Pre-processing is skipped when the cubes are cached and up to date; a finished stage is skipped;
-an interrupted stage is resumed from its last.pth. Prints a results table at the end (also in
-<run_dir>/eval/metrics.json). Under torchrun the stages train with DDP and rank 0 pre-processes
-and evaluates.
-"""
+"""Every step of a config in one call: pre-processing, training stages, statistics and
+evaluation (or, without a test split, the deployment check). Run by `run_pipeline.py`, whose
+docstring describes the command."""
 
 from __future__ import annotations
 

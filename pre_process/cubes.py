@@ -20,9 +20,6 @@ renamed when complete, so a present `manifest.json` means a complete set.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -30,7 +27,7 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from utils.io import open_npy_for_writing, remove_stale_temporaries, write_json
+from utils.io import atomic_folder, open_npy_for_writing, write_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
 
@@ -211,30 +208,21 @@ def write_split_cubes(
     `videos` are `datasets.frames.Video`s, `boxes[v][i]` the boxes of frame i of video v, and
     `load_flows(v)` returns video v's flows [T, H, W, 2]. `manifest` gets `count` added.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     count = sum(len(b) for video_boxes in boxes for b in video_boxes)
-    remove_stale_temporaries(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
     threads = torch.get_num_threads()
     # The crops are tiny: one thread avoids thread start-up and contention costs (20x here).
     torch.set_num_threads(1)
     try:
-        writer = CubeWriter(tmp, count, size, num_frames, chunk_size)
-        for v, video in enumerate(videos):
-            cubes = video_cubes(video.frames(), load_flows(v), boxes[v], size, num_frames)
-            for i, frame_cubes, flow_cubes, frame_boxes in cubes:
-                writer.add(v, i, frame_cubes, flow_cubes, frame_boxes)
-            if progress is not None:
-                progress(video.num_frames)
-        writer.close()
-        write_json(tmp / "manifest.json", {**manifest, "count": count})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        with atomic_folder(out_dir) as tmp:
+            writer = CubeWriter(tmp, count, size, num_frames, chunk_size)
+            for v, video in enumerate(videos):
+                cubes = video_cubes(video.frames(), load_flows(v), boxes[v], size, num_frames)
+                for i, frame_cubes, flow_cubes, frame_boxes in cubes:
+                    writer.add(v, i, frame_cubes, flow_cubes, frame_boxes)
+                if progress is not None:
+                    progress(video.num_frames)
+            writer.close()
+            write_json(tmp / "manifest.json", {**manifest, "count": count})
     finally:
         torch.set_num_threads(threads)
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return count

@@ -19,9 +19,7 @@ written atomically).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +38,7 @@ from pre_process.stream import stream_cubes
 from utils.cli import run_cli
 from utils.config import Config, add_config_args, load_config, save_config
 from utils.fingerprint import digest, hashed_settings
-from utils.io import npy_complete, read_json, remove_stale_temporaries, write_json
+from utils.io import atomic_folder, npy_complete, read_json, write_json
 from utils.misc import get_logger, progress_bar, resolve_device
 
 log = get_logger()
@@ -380,11 +378,7 @@ def _join_parts(out_dir: Path, parts: list[Path], manifest: dict, cube_cfg) -> i
     """The split's cube folder from the per-video parts, in video order (atomically)."""
     arrays = [{n: np.load(p / f"{n}.npy", mmap_mode="r") for n in CUBE_ARRAYS} for p in parts]
     count = sum(len(a["boxes"]) for a in arrays)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(out_dir) as tmp:
         writer = CubeWriter(tmp, count, cube_cfg.size, cube_cfg.num_frames, cube_cfg.chunk_size)
         for v, part in enumerate(arrays):
             for start in range(0, len(part["boxes"]), cube_cfg.chunk_size):
@@ -398,12 +392,6 @@ def _join_parts(out_dir: Path, parts: list[Path], manifest: dict, cube_cfg) -> i
                 )
         writer.close()
         write_json(tmp / "manifest.json", {**manifest, "count": count})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return count
 
 

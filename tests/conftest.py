@@ -4,20 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_cubes import tiny_overrides
+from fake_cubes import TINY_MODEL, tiny_overrides
 
 from engine.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from models import build_model
 from scoring.statistics import stats_path
 from utils.config import load_config, save_config
 from utils.io import write_json
-
-TINY_MODEL = [
-    "model.memae.feature_root=4",
-    "model.memae.num_slots=16",
-    "model.cvae.nf_start=8",
-    "model.cvae.nf_max=8",
-]
 
 
 @pytest.fixture(scope="module")

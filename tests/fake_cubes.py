@@ -6,6 +6,15 @@ import numpy as np
 
 from utils.io import write_json
 
+# the smallest model every test trains or scores quickly
+TINY_MODEL = [
+    "model.memae.feature_root=4",
+    "model.memae.num_slots=16",
+    "model.cvae.nf_start=8",
+    "model.cvae.nf_max=8",
+]
+
+
 TINY = [
     "model.memae.feature_root=4",
     "model.memae.num_slots=16",

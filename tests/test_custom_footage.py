@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from fake_cubes import TINY_MODEL
 from test_live import write_video
 
 from pipeline.run import run_pipeline
@@ -12,11 +13,7 @@ from utils.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = [
-    "model.memae.feature_root=4",
-    "model.memae.num_slots=16",
-    "model.cvae.nf_start=8",
-    "model.cvae.nf_max=8",
+TINY = TINY_MODEL + [
     "stage1.num_epochs=1",
     "stage2.num_epochs=1",
     "stage3.num_epochs=1",

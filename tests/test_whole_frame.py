@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from fake_cubes import TINY_MODEL
 
 from datasets.synthetic import generate
 from pipeline.run import run_pipeline
@@ -36,11 +37,7 @@ def test_scene_events_are_labelled_and_visible(tmp_path):
 
 
 def test_whole_frame_pipeline_on_scene_events(tmp_path):
-    overrides = [
-        "model.memae.feature_root=4",
-        "model.memae.num_slots=16",
-        "model.cvae.nf_start=8",
-        "model.cvae.nf_max=8",
+    overrides = TINY_MODEL + [
         "stage1.num_epochs=1",
         "stage2.num_epochs=1",
         "stage3.num_epochs=1",

@@ -168,3 +168,22 @@ def open_npy_for_writing(path: str | os.PathLike, dtype, shape: tuple):
 def finite_or_none(values) -> list:
     """Floats for JSON, with None where a value is not finite (NaN is not valid JSON)."""
     return [float(v) if math.isfinite(v) else None for v in values]
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike):
+    """A temporary sibling folder to fill; on success it replaces `path` (whole), on an error it
+    is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
