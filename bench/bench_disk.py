@@ -2,12 +2,18 @@
 projection to ShanghaiTech's training set.
 
     python -m bench.bench_disk [--cfg cfgs/ped2.yaml] [--videos 2] [--threads 2]
+    python -m bench.bench_disk --shanghaitech-standin [--videos 2] [--threads 2]
 
 Pre-processes the first `--videos` training videos of the config's dataset twice into temporary
 caches, with `preprocess.store_flows` true and false, and measures the wall time and the bytes
 on disk of flows and cubes. Projects both to ShanghaiTech's 274,515 training frames, roughly:
 flow disk and time scale with the frame area (856x480 against this dataset's), cube disk with
 the number of frames at this dataset's boxes per frame.
+
+With `--shanghaitech-standin` the videos are first resized to ShanghaiTech's 856x480 and written
+as MJPG .avi files in its layout (training/videos/<name>.avi), and `cfgs/shanghaitech.yaml` (its
+box settings, two worker processes) pre-processes them: decoding, boxes and flows then run at
+the real frame size, so only the frame count is projected.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import base_parser, print_table, save, setup
+from bench.common import RESULTS_DIR, base_parser, print_table, save, setup
+from bench.standins import SHANGHAITECH_FRAME, write_shanghaitech_standin
+from datasets.frames import list_videos
 from pre_process import run_preprocess
 from utils.config import load_config, replaced
 from utils.io import read_json
 
 SHANGHAITECH_TRAIN_FRAMES = 274_515
-SHANGHAITECH_FRAME = (480, 856)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -34,7 +41,15 @@ def main() -> None:
     parser = base_parser("bench_disk", __doc__.split("\n")[0])
     parser.add_argument("--cfg", default="cfgs/ped2.yaml")
     parser.add_argument("--videos", type=int, default=2, help="first N training videos")
+    parser.add_argument(
+        "--shanghaitech-standin",
+        action="store_true",
+        help="the videos resized to 856x480, pre-processed by cfgs/shanghaitech.yaml "
+        "(JSON: bench/results/bench_disk_shanghaitech.json)",
+    )
     args = parser.parse_args()
+    if args.shanghaitech_standin and args.out == str(RESULTS_DIR / "bench_disk.json"):
+        args.out = str(RESULTS_DIR / "bench_disk_shanghaitech.json")
     device = setup(args)
     base = load_config(Path(args.cfg))
     folder = Path(base.data.root) / base.data.dataset / base.data.train_split
@@ -44,6 +59,11 @@ def main() -> None:
     names = sorted(p.name for p in (folder / base.data.frames_dir).iterdir())[: args.videos]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_disk_") as tmp:
+        if args.shanghaitech_standin:
+            videos = list_videos(replaced(base, {"data.videos": names}).data, base.data.train_split)
+            root = Path(tmp) / "data"
+            write_shanghaitech_standin(videos, root / "shanghaitech" / "training" / "videos")
+            base = load_config(Path("cfgs/shanghaitech.yaml"), [f"data.root={root}"])
         for store in (True, False):
             cache = Path(tmp) / f"store_{store}"
             cfg = replaced(
@@ -88,7 +108,10 @@ def main() -> None:
             f"{row['shanghaitech_flow_gb']:.0f} GB, cubes {row['shanghaitech_cube_gb']:.0f} GB, "
             f"about {row['shanghaitech_hours']:.0f} h"
         )
-    save(args, device, rows, {"cfg": args.cfg, "videos": names})
+    settings = {"cfg": args.cfg, "videos": names}
+    if args.shanghaitech_standin:
+        settings.update(cfg="cfgs/shanghaitech.yaml", standin_from=args.cfg)
+    save(args, device, rows, settings)
 
 
 def base_frame(cache: Path, cfg) -> tuple[int, int]:

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 
 import pre_process.run as run_module
+from bench.standins import SHANGHAITECH_FRAME, write_shanghaitech_standin
+from datasets.frames import list_videos
 from pre_process import run_preprocess
 from pre_process.cubes import CUBE_ARRAYS
+from pre_process.run import ensure_dataset
 from utils.config import load_config
+from utils.io import read_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -68,3 +72,24 @@ def test_an_interrupted_run_resumes_per_video(tmp_path, monkeypatch):
     run_preprocess(cfg, splits=("training",))
     assert calls == []  # every video's part was done: only the join ran
     assert (tmp_path / "resume" / "cubes" / "training" / "manifest.json").is_file()
+
+
+def test_shanghaitech_standin_is_read_at_its_frame_size_by_its_config(tmp_path):
+    """bench_disk's stand-in: videos resized to 856x480 .avi files in ShanghaiTech's layout,
+    pre-processed by cfgs/shanghaitech.yaml itself (streamed flows, two workers)."""
+    source = config(tmp_path, "unused")
+    ensure_dataset(source)  # writes the synthetic videos
+    videos = list_videos(source.data, "training")[:2]
+    root = tmp_path / "standin"
+    write_shanghaitech_standin(videos, root / "shanghaitech" / "training" / "videos")
+    cfg = load_config(
+        "cfgs/shanghaitech.yaml",
+        [f"data.root={root}", f"data.cache_dir={tmp_path / 'sh_cache'}", "device=cpu"],
+    )
+    summary = run_preprocess(cfg, splits=(cfg.data.train_split,))
+    manifest = read_json(tmp_path / "sh_cache" / "cubes" / "training" / "videos" / "manifest.json")
+    assert tuple(manifest["frame_size"]) == SHANGHAITECH_FRAME
+    assert manifest["videos"] == [v.name for v in videos]
+    assert manifest["num_frames"] == [v.num_frames for v in videos]
+    assert summary["splits"][cfg.data.train_split]["cubes"] > 0
+    assert not (tmp_path / "sh_cache" / "flows").exists()  # streamed: no flows on disk
