@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.report import README_TABLES, gather_text, readme_block
+from tools.readme import README_TABLES, readme_block
+from tools.report import gather_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,7 +15,7 @@ def test_readme_tables_match_the_committed_metrics(name):
     text = (ROOT / "README.md").read_text()
     start, end = readme_block(text, name)
     assert text[start:end].strip() == README_TABLES[name](ROOT / "results").strip(), (
-        f"README.md's {name} table differs from results/: run "
+        f"README.md's generated {name} differs from results/: run "
         "python -m tools.report --readme README.md"
     )
 

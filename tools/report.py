@@ -64,7 +64,8 @@ def score_label(name: str, score: dict) -> str:
     return SCORE_NAMES.get(name, name)
 
 
-def _fmt(value) -> str:
+def fmt2(value) -> str:
+    """A percentage or a time with two decimals; a dash for a missing value."""
     return "–" if value is None else f"{value:.2f}"
 
 
@@ -81,11 +82,11 @@ def auroc_rows(metrics: dict, paper: tuple[str, float] | None) -> list[str]:
         label = score_label(name, s)
         if name == metrics["main_score"]:
             label = f"**ours, {label}**"
-        lines.append(f"| {label} | {_fmt(s['micro_auroc'])} | {_fmt(s['macro_auroc'])} |")
+        lines.append(f"| {label} | {fmt2(s['micro_auroc'])} | {fmt2(s['macro_auroc'])} |")
     base = metrics["baseline_flow_magnitude"]
     lines.append(
-        f"| flow-magnitude baseline (same cubes and protocol) | {_fmt(base['micro_auroc'])} | "
-        f"{_fmt(base['macro_auroc'])} |"
+        f"| flow-magnitude baseline (same cubes and protocol) | {fmt2(base['micro_auroc'])} | "
+        f"{fmt2(base['macro_auroc'])} |"
     )
     if paper is not None:
         lines.append(f"| paper, {paper[0]} (all 12 test videos) | {paper[1]:.2f} | – |")
@@ -98,7 +99,7 @@ def per_video_table(metrics: dict) -> list[str]:
     videos = [v for v, a in scores["baseline"]["per_video_auroc"].items() if a is not None]
     lines = ["| score | " + " | ".join(videos) + " |", "|---|" + "---|" * len(videos)]
     for name, s in scores.items():
-        row = [_fmt(s["per_video_auroc"][v]) for v in videos]
+        row = [fmt2(s["per_video_auroc"][v]) for v in videos]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines
 
@@ -281,8 +282,8 @@ def standin_rows(doc: dict) -> list[str]:
         "|---" * (len(kinds) + 2) + "|",
     ]
     for name, s in doc["scores"].items():
-        per_kind = " | ".join(_fmt(s["micro_auroc_per_kind"][k]) for k in kinds)
-        rows.append(f"| {score_label(name, s)} | {_fmt(s['micro_auroc'])} | {per_kind} |")
+        per_kind = " | ".join(fmt2(s["micro_auroc_per_kind"][k]) for k in kinds)
+        rows.append(f"| {score_label(name, s)} | {fmt2(s['micro_auroc'])} | {per_kind} |")
     return rows
 
 
@@ -453,7 +454,8 @@ def recipe(folder: Path) -> str:
     return f"{name}, {cfg['eval']['smoothing']}"
 
 
-def _main_score(folder: Path, score: str | None = None) -> dict | None:
+def published_score(folder: Path, score: str | None = None) -> dict | None:
+    """One score of a published result (its main score by default); None if not published."""
     path = folder / "metrics.json"
     if not path.is_file():
         return None
@@ -469,10 +471,10 @@ def _main_score(folder: Path, score: str | None = None) -> dict | None:
 
 def _row(label: str, paper: float | None, result: dict | None, root: Path, folder: str) -> str:
     if result is None:
-        return f"| {label} | {_fmt(paper)} | not run yet | | | `{folder}` |"
+        return f"| {label} | {fmt2(paper)} | not run yet | | | `{folder}` |"
     return (
-        f"| {label} | {_fmt(paper)} | {_fmt(result['micro_auroc'])} | "
-        f"{_fmt(result['macro_auroc'])} | {recipe(root / folder)} | "
+        f"| {label} | {fmt2(paper)} | {fmt2(result['micro_auroc'])} | "
+        f"{fmt2(result['macro_auroc'])} | {recipe(root / folder)} | "
         f"[`{folder}`]({folder}/report.md) |"
     )
 
@@ -484,7 +486,7 @@ def _ped2_tables(root: Path) -> list[str]:
     ]
     lines = ["## Table 1 (Ped2)", "", *head]
     for label, paper, folder, score in TABLE1:
-        lines.append(_row(label, paper, _main_score(root / folder, score), root, folder))
+        lines.append(_row(label, paper, published_score(root / folder, score), root, folder))
     lines += [
         "",
         "The rows without frame prediction and without flow reconstruction are separate models,",
@@ -499,7 +501,7 @@ def _ped2_tables(root: Path) -> list[str]:
             if name == "ped2_cpu":
                 label += " (ML-MemAE-SC 3 memories + CVAE, 4 flows reconstructed)"
             score = PAPER_FUSION if name == "ped2_cpu" else None
-            lines.append(_row(label, paper, _main_score(root / name, score), root, name))
+            lines.append(_row(label, paper, published_score(root / name, score), root, name))
     return lines
 
 
@@ -519,7 +521,7 @@ def _variants(root: Path) -> list[str]:
             continue
         scores = read_json(path)["scores"]
         cells = [
-            _fmt(scores[name]["micro_auroc"])
+            fmt2(scores[name]["micro_auroc"])
             for name in ("fused", "flow_reconstruction", "frame_prediction")
         ]
         cells.append(recipe(root / folder))
@@ -549,16 +551,16 @@ def _motion_checks(root: Path) -> list[str]:
     ]
     for path in paths:
         rows, name = read_json(path)["rows"], path.parent.name
-        auroc = _main_score(path.parent, "frame_prediction")
+        auroc = published_score(path.parent, "frame_prediction")
         means = _means(rows, predictions)
-        lines.append(f"| [`{name}`]({name}/report.md) | {_fmt(auroc['micro_auroc'])} | {means} |")
+        lines.append(f"| [`{name}`]({name}/report.md) | {fmt2(auroc['micro_auroc'])} | {means} |")
     return lines + ["", f"References (no model): {_references(first)}."]
 
 
 def _appendix_b(root: Path) -> list[str]:
     seeds = sorted((root / "ped2_cpu_stochastic").glob("seed*/metrics.json"))
     lines = ["", "## Appendix B (Ped2): posterior mean vs sampled latents", ""]
-    deterministic = _main_score(root / "ped2_cpu")
+    deterministic = published_score(root / "ped2_cpu")
     if not seeds or deterministic is None:
         return lines + ["Not run yet (`bash results/run_ped2_cpu.sh ped2_cpu_stochastic`)."]
     micro = [read_json(p)["scores"]["fused"]["micro_auroc"] for p in seeds]
@@ -613,8 +615,8 @@ def _standins(root: Path) -> list[str]:
             kinds = s["micro_auroc_per_kind"]
             lines.append(
                 f"| [`{name}`]({name}/report.md) | {score_label(score, s)} | "
-                f"{_fmt(s['micro_auroc'])} | {_fmt(kinds.get('cyclist'))} | "
-                f"{_fmt(kinds.get('cart'))} |"
+                f"{fmt2(s['micro_auroc'])} | {fmt2(kinds.get('cyclist'))} | "
+                f"{fmt2(kinds.get('cart'))} |"
             )
     return lines
 
@@ -637,329 +639,20 @@ def gather_text(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_markers(name: str) -> tuple[str, str]:
-    """The comment lines around generated table `name` of README.md."""
-    command = "python -m tools.report --readme README.md"
-    begin = f"<!-- begin: {name} table, generated by `{command}` -->"
-    return begin, f"<!-- end: {name} table -->"
-
-
-README_RUNS = [  # (row, result folder, score name)
-    ("HF2-VAD + appearance novelty S_a (ours), fused score", "ped2_cpu", WITH_S_A),
-    ("HF2-VAD, the paper's fusion (no S_a)", "ped2_cpu", PAPER_FUSION),
-    ("its S_a alone (diagnostic)", "ped2_cpu", "appearance"),
-    ("its S_r alone (diagnostic)", "ped2_cpu", "flow_reconstruction"),
-    ("its S_p alone (diagnostic)", "ped2_cpu", "frame_prediction"),
-    ("Table 1 w/o frame prediction: ML-MemAE-SC alone", "ped2_cpu_memae", None),
-    ("Table 1 w/o flow reconstruction: CVAE on the original flows", "ped2_cpu_cvae", None),
-    ("HF2-VAD, fast recipe", "ped2_cpu_fast", "fused"),
-]
-
-
-def ped2_readme_table(root: Path) -> str:
-    """The Ped2 table of README.md, from results/*/metrics.json (labelled videos only)."""
-    lines = [
-        "| row | micro AUROC % | macro AUROC % | flow-magnitude baseline micro % | recipe | "
-        "result |",
-        "|---|---|---|---|---|---|",
-    ]
-    for label, folder, score in README_RUNS:
-        path = root / folder / "metrics.json"
-        if not path.is_file():
-            lines.append(f"| {label} | not run yet | | | | `{folder}` |")
-            continue
-        metrics = read_json(path)
-        result = _main_score(root / folder, score)
-        if result is None:
-            lines.append(f"| {label} | not run yet | | | | `{folder}` |")
-            continue
-        baseline = metrics["baseline_flow_magnitude"]["micro_auroc"]
-        lines.append(
-            f"| {label} | {_fmt(result['micro_auroc'])} | {_fmt(result['macro_auroc'])} | "
-            f"{_fmt(baseline)} | {recipe(root / folder)} | "
-            f"[`{folder}`](results/{folder}/report.md) |"
-        )
-    return "\n".join(lines)
-
-
-def synthetic_readme_table(root: Path) -> str:
-    """The synthetic-dataset table of README.md, from results/synthetic/metrics.json."""
-    path = root / "synthetic" / "metrics.json"
-    if not path.is_file():
-        return "Not published yet (`results/synthetic/metrics.json`)."
-    metrics = read_json(path)
-    lines = ["| score | micro AUROC % | macro AUROC % |", "|---|---|---|"]
-    for name, s in metrics["scores"].items():
-        label = score_label(name, s)
-        if name == "fused":
-            label += f", weights ({s['w_r']:g}, {s['w_p']:g})"
-        lines.append(f"| {label} | {_fmt(s['micro_auroc'])} | {_fmt(s['macro_auroc'])} |")
-    b = metrics["baseline_flow_magnitude"]
-    lines.append(
-        f"| flow-magnitude baseline | {_fmt(b['micro_auroc'])} | {_fmt(b['macro_auroc'])} |"
-    )
-    return "\n".join(lines)
-
-
-def live_readme_table(root: Path) -> str:
-    """The live-scoring table of README.md, from bench/results/bench_live.json beside `root`."""
-    path = root.parent / "bench" / "results" / "bench_live.json"
-    if not path.is_file():
-        return "Not measured yet (`bench/results/bench_live.json`)."
-    doc = read_json(path)
-    machine = doc["machine"]
-    lines = [
-        "| playback | frames scored/s | frames skipped | latency median s | latency p95 s |",
-        "|---|---|---|---|---|",
-    ]
-    for row in doc["results"]:
-        latency = row["latency_s"]
-        lines.append(
-            f"| {row['name']} | {row['per_second']:.1f} | {row['frames_skipped']} of "
-            f"{row['frames_read']} | {_fmt(latency['median'])} | {_fmt(latency['p95'])} |"
-        )
-    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
-    lines.append(
-        f"\nMachine: {machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
-    )
-    return "\n".join(lines)
-
-
-SPEED_ROWS = [  # (row, benchmark, result name(s) joined by " / ")
-    (
-        "inference float32, cubes/s (fused, micro-batch 32, channels_last)",
-        "bench_models",
-        ["infer fused channels_last micro-batch 32 fp32"],
-    ),
-    (
-        "inference bf16 autocast, cubes/s",
-        "bench_models",
-        ["infer fused channels_last micro-batch 32 bf16 autocast"],
-    ),
-    (
-        "training stage 1, flows/s (batch 256): float32 / bf16",
-        "bench_models",
-        ["train stage1 fp32", "train stage1 bf16 autocast"],
-    ),
-    (
-        "training stage 2, cubes/s (batch 128): float32 / bf16",
-        "bench_models",
-        ["train stage2 fp32", "train stage2 bf16 autocast"],
-    ),
-    (
-        "training stage 3, cubes/s (batch 128): float32 / bf16",
-        "bench_models",
-        ["train stage3 fp32", "train stage3 bf16 autocast"],
-    ),
-    (
-        "pre-processing, one pass (decode + boxes + DIS medium + cubes), frames/s",
-        "bench_preprocess",
-        ["stream (decode+boxes+dis medium+cubes)"],
-    ),
-    (
-        "end to end, JPEG to frame score (12.5 objects/frame): float32 / bf16, frames/s",
-        "bench_end_to_end",
-        ["detect_video float32", "detect_video low precision (eval.bf16_cpu=true)"],
-    ),
-]
-
-
-def speed_readme_table(root: Path) -> str:
-    """The speed table of README.md, from bench/results/<benchmark>_{1thread,2threads}.json."""
-    folder = root.parent / "bench" / "results"
-    docs = {}
-    for bench in {b for _, b, _ in SPEED_ROWS}:
-        for threads in ("1thread", "2threads"):
-            path = folder / f"{bench}_{threads}.json"
-            if path.is_file():
-                doc = read_json(path)
-                rates = {r["name"]: r["per_second"] for r in doc["results"]}
-                docs[bench, threads] = (rates, doc["machine"])
-    lines = ["| what | 1 thread | 2 threads |", "|---|---|---|"]
-    for label, bench, names in SPEED_ROWS:
-        cells = []
-        for threads in ("1thread", "2threads"):
-            rates = docs.get((bench, threads), ({}, {}))[0]
-            cells.append(" / ".join(_rate(rates.get(name)) for name in names))
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
-    machines = sorted({(m.get("cpu", "?"), m.get("torch", "?")) for _, m in docs.values()})
-    measured = "; ".join(f"{cpu}, torch {torch}" for cpu, torch in machines)
-    lines.append(f"\nMeasured on: {measured} (from the JSON of each benchmark).")
-    return "\n".join(lines)
-
-
-TRAINED_SPEED_ROWS = [  # (row, benchmark, result with the sparse read, with the dense read)
-    (
-        "inference float32, cubes/s (fused, micro-batch 32, channels_last)",
-        "bench_models_trained_2threads",
-        "infer fused channels_last micro-batch 32 fp32",
-        "infer fused channels_last micro-batch 32 dense memory read fp32",
-    ),
-    (
-        "inference bf16 autocast, cubes/s",
-        "bench_models_trained_2threads",
-        "infer fused channels_last micro-batch 32 bf16 autocast",
-        "infer fused channels_last micro-batch 32 dense memory read bf16 autocast",
-    ),
-    (
-        "end to end, bf16 (the run's precision), frames/s (12.5 objects/frame)",
-        "bench_end_to_end_trained_2threads",
-        "detect_video trained ped2_cpu, sparse memory read",
-        "detect_video trained ped2_cpu, dense memory read",
-    ),
-]
-
-
-def trained_speed_readme_table(root: Path) -> str:
-    """The trained-model speed table of README.md, from bench/results/*_trained_2threads.json."""
-    folder = root.parent / "bench" / "results"
-    lines = ["| what | sparse memory read (default) | dense read |", "|---|---|---|"]
-    for label, bench, sparse, dense in TRAINED_SPEED_ROWS:
-        path = folder / f"{bench}.json"
-        rates = (
-            {r["name"]: r["per_second"] for r in read_json(path)["results"]}
-            if path.is_file()
-            else {}
-        )
-        lines.append(f"| {label} | {_rate(rates.get(sparse))} | {_rate(rates.get(dense))} |")
-    return "\n".join(lines)
-
-
-def _rate(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def disk_readme_table(root: Path) -> str:
-    """Pre-processing disk and time with and without stored flows: Ped2 projected by frame area
-    (bench_disk.json) and the ShanghaiTech stand-in at its own frame size
-    (bench_disk_shanghaitech.json)."""
-    folder = root.parent / "bench" / "results"
-    docs = {
-        name: read_json(folder / f"{stem}.json")
-        for name, stem in (
-            ("Ped2, projected by frame area", "bench_disk"),
-            ("ShanghaiTech stand-in (856x480)", "bench_disk_shanghaitech"),
-        )
-        if (folder / f"{stem}.json").is_file()
-    }
-    if not docs:
-        return "Not measured yet (`bench/results/bench_disk.json`)."
-    lines = [
-        "| measured on | mode | s per 1,000 frames | MB per 1,000 frames (flows + cubes) | "
-        "ShanghaiTech training set: flows GB | cubes GB | hours |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, doc in docs.items():
-        for row in doc["results"]:
-            mb = (row["flow_bytes_per_1000_frames"] + row["cube_bytes_per_1000_frames"]) / 1e6
-            lines.append(
-                f"| {name} | {row['name']} | {row['seconds_per_1000_frames']:.1f} | {mb:.0f} | "
-                f"{row['shanghaitech_flow_gb']:.0f} | {row['shanghaitech_cube_gb']:.0f} | "
-                f"{row['shanghaitech_hours']:.1f} |"
-            )
-    notes = []
-    for name, doc in docs.items():
-        machine = doc["machine"]
-        notes.append(
-            f"{name}: {len(doc['settings']['videos'])} training videos, "
-            f"{doc['settings']['cfg']}; {machine.get('cpu', '?')}, "
-            f"{machine.get('torch_threads')} threads"
-        )
-    lines.append("\n" + ". ".join(notes) + ".")
-    return "\n".join(lines)
-
-
-def reference_readme_table(root: Path) -> str:
-    """Our scoring against the reference execution (bench_reference_2threads.json)."""
-    path = root.parent / "bench" / "results" / "bench_reference_2threads.json"
-    if not path.is_file():
-        return "Not measured yet (`bench/results/bench_reference_2threads.json`)."
-    doc = read_json(path)
-    rows = [r for r in doc["results"] if "per_second" in r]
-    ratios = [r for r in doc["results"] if "ratio" in r]
-    lines = ["| execution | cubes/s |", "|---|---|"]
-    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
-    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
-    machine = doc["machine"]
-    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
-    lines.append(
-        f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; "
-        f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
-    )
-    return "\n".join(lines)
-
-
-def preprocess_readme_table(root: Path) -> str:
-    """The pre-processing table of README.md, from results/{ped2_cpu,synthetic}/
-    preprocess_summary.json (each written by a run of pre_process.run into an empty cache)."""
-    lines = [
-        "| data | split | frames | boxes/frame | cubes | time |",
-        "|---|---|---|---|---|---|",
-    ]
-    totals = []
-    for label, folder in (("Ped2", "ped2_cpu"), ("synthetic", "synthetic")):
-        path = root / folder / "preprocess_summary.json"
-        if not path.is_file():
-            lines.append(f"| {label} | not measured yet | | | | |")
-            continue
-        summary = read_json(path)
-        for split, s in summary["splits"].items():
-            seconds = sum(s["seconds"].values())
-            lines.append(
-                f"| {label} | {split} | {s['frames']} | {s['boxes_per_frame']:.2f} | "
-                f"{s['cubes']:,} | {seconds:.1f} s |"
-            )
-        totals.append(
-            f"all of {label}: {summary['seconds']:.1f} s ({summary['frames_per_second']:.0f} "
-            "frames/s)"
-        )
-    return "\n".join(lines + ["", "; ".join(totals) + "."])
-
-
-README_TABLES = {
-    "ped2": ped2_readme_table,
-    "preprocess": preprocess_readme_table,
-    "reference": reference_readme_table,
-    "disk": disk_readme_table,
-    "speed": speed_readme_table,
-    "trained speed": trained_speed_readme_table,
-    "synthetic": synthetic_readme_table,
-    "live": live_readme_table,
-}
-
-
-def readme_block(text: str, name: str) -> tuple[int, int]:
-    """Where generated table `name` of a README text starts and ends (character offsets)."""
-    begin, end_marker = readme_markers(name)
-    start, end = text.find(begin), text.find(end_marker)
-    if start < 0 or end < start:
-        raise ValueError(f"README has no markers of the generated {name} table ({begin})")
-    return start + len(begin), end
-
-
-def update_readme(path: Path, root: Path) -> None:
-    """Rewrite every generated table of README.md from the results folder."""
-    text = path.read_text()
-    for name, make in README_TABLES.items():
-        start, end = readme_block(text, name)
-        text = text[:start] + "\n" + make(root) + "\n" + text[end:]
-    atomic_write_text(path, text)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="the run_dir of a finished run")
     parser.add_argument("--out", type=Path, help="folder under results/")
     parser.add_argument("--notes", type=Path, help="markdown appended to the report")
     parser.add_argument("--gather", type=Path, help="write README.md of this results folder")
-    parser.add_argument("--readme", type=Path, help="rewrite the generated table of this README")
+    parser.add_argument("--readme", type=Path, help="rewrite the generated parts of this README (tools/readme.py)")
     args = parser.parse_args(argv)
     if args.gather:
         print(gather(args.gather))
         return
     if args.readme:
+        from tools.readme import update_readme  # builds on this module's helpers
+
         update_readme(args.readme, Path("results"))
         print(args.readme)
         return
