@@ -645,7 +645,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="folder under results/")
     parser.add_argument("--notes", type=Path, help="markdown appended to the report")
     parser.add_argument("--gather", type=Path, help="write README.md of this results folder")
-    parser.add_argument("--readme", type=Path, help="rewrite the generated parts of this README (tools/readme.py)")
+    parser.add_argument(
+        "--readme", type=Path, help="rewrite the generated parts of this README (tools/readme.py)"
+    )
     args = parser.parse_args(argv)
     if args.gather:
         print(gather(args.gather))
