@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from datasets.cubes import cube_dir
-from engine.checkpoint import load_checkpoint, restore_model
+from engine.checkpoint import checkpoint_identity, load_checkpoint, restore_model
 from engine.run_dir import eval_checkpoint_path
+from inference.runtimes import ExportedModel, exported_model
 from models import ScoringModel, build_model, scoring_model
+from models.export import export_onnx, read_metadata
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
@@ -169,7 +171,10 @@ def trained_run_from_config(cfg) -> TrainedRun:
 
 def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
     device = resolve_device(cfg.device)
-    model = prepare_scoring_model(cfg, model, device)
+    if cfg.eval.backend == "torch":
+        model = prepare_scoring_model(cfg, model, device)
+    else:
+        model = exported_scoring_model(cfg, model, ckpt, ckpt_path)
     stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
     bank, train_s_a = _appearance(cfg) if uses_appearance(cfg) else (None, None)
     if train_s_a is not None:
@@ -223,6 +228,46 @@ def _border_groups(cfg, model, ckpt, ckpt_path: Path, device, train_s_a=None) ->
             "run eval.py on the run first, or pass --set eval.border_stats=false"
         )
     return border_groups(objects, cfg.eval.border_margin, train_s_a)
+
+
+def export_path(ckpt_path: Path) -> Path:
+    """Where a checkpoint's exported scoring graph lives: stage3/best.pth -> stage3/best.onnx."""
+    return ckpt_path.with_suffix(".onnx")
+
+
+def export_for_scoring(cfg, model, ckpt: dict, ckpt_path: Path) -> tuple[Path, dict]:
+    """The checkpoint's exported graph and its metadata, exported first when missing or made
+    from another checkpoint (export.py does the same on demand)."""
+    path = export_path(ckpt_path)
+    made_from = {"checkpoint": checkpoint_identity(ckpt), "model_type": cfg.model.type}
+    metadata = read_metadata(path) if path.is_file() else {}
+    if {k: metadata.get(k) for k in made_from} != made_from:
+        size, count = cfg.preprocess.cubes.size, cfg.preprocess.cubes.num_frames
+        frames = torch.zeros(2, count, 3, size, size)
+        flows = torch.zeros(2, count - 1, 2, size, size)
+        export_onnx(model, path, frames, flows, made_from)
+        metadata = read_metadata(path)
+    return path, metadata
+
+
+def exported_scoring_model(cfg, model, ckpt: dict, ckpt_path: Path) -> ExportedModel:
+    """The restored model as an exported graph in eval.backend (onnxruntime or openvino; in
+    bf16 with eval.bf16_cpu, OpenVINO only), on CPU micro-batches of eval.cpu_micro_batch."""
+    if resolve_device(cfg.device).type != "cpu":
+        raise ValueError(f"eval.backend={cfg.eval.backend} runs on the CPU: set device=cpu")
+    if not cfg.model.deterministic:
+        raise ValueError(
+            f"eval.backend={cfg.eval.backend} scores in test mode only (model.deterministic: "
+            "true); sampled latents need eval.backend=torch"
+        )
+    path, metadata = export_for_scoring(cfg, model, ckpt, ckpt_path)
+    return exported_model(
+        path,
+        cfg.eval.backend,
+        metadata["outputs"],
+        micro_batch=cfg.eval.cpu_micro_batch,
+        bf16=cfg.eval.bf16_cpu,
+    )
 
 
 def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:

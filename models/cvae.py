@@ -45,19 +45,25 @@ def depth_to_space(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c4 // 4, 2 * h, 2 * w)
 
 
-class _CPUELU(torch.autograd.Function):
+def _elu_by_exp(x: torch.Tensor) -> torch.Tensor:
     """ELU(x) = max(x, exp(min(x, 0)) - 1) (exp(x) - 1 >= x, with equality at 0 only), the
-    exponential of half types in float32; the backward pass uses the output:
-    d ELU / dx = min(y, 0) + 1."""
+    exponential of half types in float32."""
+    negative = x.clamp(max=0)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        negative = negative.float().exp_().sub_(1).to(x.dtype)
+    else:
+        negative = negative.exp_().sub_(1)
+    if torch.onnx.is_in_onnx_export():  # the exporter has no out= form
+        return torch.maximum(x, negative)
+    return torch.maximum(x, negative, out=negative)
+
+
+class _CPUELU(torch.autograd.Function):
+    """_elu_by_exp with a backward pass from the output: d ELU / dx = min(y, 0) + 1."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        negative = x.clamp(max=0)
-        if x.dtype in (torch.float16, torch.bfloat16):
-            negative = negative.float().exp_().sub_(1).to(x.dtype)
-        else:
-            negative = negative.exp_().sub_(1)
-        y = torch.maximum(x, negative, out=negative)
+        y = _elu_by_exp(x)
         ctx.save_for_backward(y)
         return y
 
@@ -70,9 +76,12 @@ class _CPUELU(torch.autograd.Function):
 def elu(x: torch.Tensor) -> torch.Tensor:
     """ELU (alpha = 1). On CPU torch's kernel evaluates expm1 one element at a time, which made
     ELU about a fifth of the CVAE's time; exp(x) - 1 is vectorised (2-7x faster) and differs from
-    expm1 by at most ~1.2e-7 (one float32 step at 1). Other devices use F.elu."""
+    expm1 by at most ~1.2e-7 (one float32 step at 1). Other devices use F.elu. Without gradients
+    (scoring, export to ONNX) the same formula runs as plain tensor operations."""
     if x.device.type != "cpu":
         return F.elu(x)
+    if not torch.is_grad_enabled():
+        return _elu_by_exp(x)
     return _CPUELU.apply(x)
 
 

@@ -36,13 +36,16 @@ def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
 
 def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
     """What training statistics depend on: the checkpoint, the test-mode setting (and seed when
-    sampling) and, when not float32, the scoring precision."""
+    sampling) and, when not float32, the scoring precision and backend (eval.backend: in float32
+    the exported graph's scores equal PyTorch's to ~1e-6, so its statistics are shared)."""
     identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
     if not cfg.model.deterministic:  # sampled latents: the seed picks the samples
         identity["seed"] = cfg.seed
     dtype = scoring_dtype(cfg, device)
     if dtype is not None:
         identity["precision"] = str(dtype).removeprefix("torch.")
+        if cfg.eval.backend != "torch":
+            identity["backend"] = cfg.eval.backend
     return identity
 
 

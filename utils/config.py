@@ -182,6 +182,7 @@ def replaced(cfg: Config, changes: dict[str, Any]) -> Config:
     return new
 
 
+SCORING_BACKENDS = ("torch", "onnxruntime", "openvino")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -210,6 +211,8 @@ def check_values(cfg: Config) -> None:
         _require(math.isfinite(value), f"eval.{key}", value, "a finite number")
     _require(cfg.eval.window >= 1, "eval.window", cfg.eval.window, "a positive odd integer")
     _require(cfg.eval.drop_first >= 0, "eval.drop_first", cfg.eval.drop_first, "an integer >= 0")
+    backend = cfg.eval.backend  # inference/runtimes.py
+    _require(backend in SCORING_BACKENDS, "eval.backend", backend, " or ".join(SCORING_BACKENDS))
     for key in ("lambda_recon", "lambda_ent", "lambda_kl", "lambda_frame", "lambda_grad"):
         value = cfg.loss[key]
         _require(math.isfinite(value) and value >= 0, f"loss.{key}", value, "finite, >= 0")
