@@ -58,6 +58,7 @@ from scoring.frame_scores import smooth
 from scoring.statistics import STAT_KEYS
 from utils.io import finite_or_none, read_json, write_json
 from utils.misc import get_logger, progress_bar
+from utils.threads import prefetched
 
 FORMAT = "hf2vad-detect-1"
 DEFAULT_FOLDER_FPS = 25.0  # frames per second assumed for folders of images (--fps to change)
@@ -174,6 +175,8 @@ def detect_video(
     frame_bytes = video.frame_size[0] * video.frame_size[1] * 3
     max_pending = int(np.clip(FRAME_BUFFER_BYTES // frame_bytes, 4, cfg.eval.batch_size))
     novelty = det.appearance_novelty if det.appearance is not None else None
+    if cfg.eval.prefetch_frames > 0:  # pre-processing on a thread, beside the model
+        stream = prefetched(stream, min(cfg.eval.prefetch_frames, max_pending))
     scored = score_stream(det.model, stream, det.device, cfg.eval.batch_size, max_pending, novelty)
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
     thr = threshold.value if threshold is not None else None
