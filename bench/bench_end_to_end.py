@@ -11,9 +11,10 @@ cubes, the model in batches of eval.batch_size, fusion, smoothing and every outp
 --set overrides: "float32" as configured, "low precision" adds eval.bf16_cpu=true (CPU) or
 eval.amp=true (CUDA). Data come from data.root (data/, or $HF2VAD_DATASETS); absent data: a
 message, exit 0.
-With --run RUN_DIR a trained run is scored instead (its own precision; its training statistics
-must exist, e.g. after eval.py), once as is and once with every memory slot read (the sparse read
-off): random weights use every slot, so only trained weights show what the sparse read saves.
+With --run RUN_DIR a trained run is scored instead: as trained (its own backend and precision),
+with OpenVINO in bf16, and the same without pre-processing on a thread beside the model
+(eval.prefetch_frames=0); training statistics missing for a variant are computed first (they
+need the run's training cubes).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from inference.detect import detect_video, limit_frames
 from inference.trained_run import load_trained_run
 from models import build_model
-from models.memory import Memory
 from scoring.statistics import stats_identity, stats_path
 from utils.config import load_config, save_config
 from utils.io import write_json
@@ -83,15 +83,28 @@ def untrained_rows(video, tmp: Path, device, args) -> list[dict]:
     return rows
 
 
+TRAINED_VARIANTS = {  # name: overrides on top of the run's config (and --set)
+    "as trained": [],
+    "openvino bf16": ["eval.backend=openvino", "eval.bf16_cpu=true"],
+    "openvino bf16, no prefetch": [
+        "eval.backend=openvino",
+        "eval.bf16_cpu=true",
+        "eval.prefetch_frames=0",
+    ],
+}
+
+
 def trained_rows(run_dir: Path, video, tmp: Path, device, args) -> list[dict]:
-    det = load_trained_run(run_dir, args.overrides, str(device))
     rows = []
-    for sparse in (True, False):
-        for module in det.model.modules():
-            if isinstance(module, Memory):
-                module.sparse_read = sparse
-        name = f"trained {run_dir.name}, {'sparse' if sparse else 'dense'} memory read"
-        rows.append(timed_detect(det, video, tmp / "out" / str(sparse), name, device, args))
+    for name, extra in TRAINED_VARIANTS.items():
+        try:
+            det = load_trained_run(run_dir, args.overrides + extra, str(device))
+        except ImportError as error:
+            print(f"bench_end_to_end: {name} skipped ({error})")
+            continue
+        label = f"trained {run_dir.name}, {name}"
+        out = tmp / "out" / name.replace(" ", "_").replace(",", "")
+        rows.append(timed_detect(det, video, out, label, device, args))
     return rows
 
 

@@ -20,14 +20,15 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from bench.bench_models import random_cubes
+from bench.bench_models import matmul_rows, random_cubes
 from bench.common import base_parser, print_table, save, setup
 from bench.reference import ReferenceExecution
 from engine.checkpoint import load_checkpoint, restore_model
 from inference.runtimes import exported_model
 from models import build_model, scoring_model
-from models.export import export_onnx, graph_outputs
+from models.export import ExportGraph, export_onnx, graph_outputs
 from utils.config import load_config
 
 
@@ -101,8 +102,23 @@ def main() -> None:
     print_table(rows, f"scoring {args.batch} cubes: reference execution vs ours, interleaved")
     for name, ratio in ratios.items():
         print(f"{name}: {ratio:.2f}x")
+    gflop = gflop_per_cube(model, frames[:4], flows[:4])
+    ceiling = matmul_rows(args, device)
+    for row in ceiling:
+        print(f"{row['name']}: {row['per_second']:.0f} GFLOP/s (this machine's ceiling)")
+    print(f"one cube, dense memory read: {gflop:.2f} GFLOP")
     settings = {"cfg": args.cfg, "batch": args.batch, "checkpoint": args.checkpoint}
-    save(args, device, rows + [{"name": k, "ratio": v} for k, v in ratios.items()], settings)
+    extra = [{"name": k, "ratio": v} for k, v in ratios.items()]
+    extra.append({"name": "GFLOP per cube (dense memory read)", "gflop": gflop})
+    save(args, device, rows + extra + ceiling, settings)
+
+
+def gflop_per_cube(model, frames, flows) -> float:
+    """Multiply-adds x 2 of one cube in test mode, the memory read dense (as exported)."""
+    graph = ExportGraph(model)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        graph(frames, flows)
+    return counter.get_total_flops() / len(frames) / 1e9
 
 
 def exported_calls(model, path: Path, frames, flows) -> dict:

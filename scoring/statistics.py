@@ -19,7 +19,7 @@ from engine.checkpoint import checkpoint_identity
 from models import object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
 from utils.io import read_json, write_json, write_npz
-from utils.misc import get_logger, progress_bar, seed_everything
+from utils.misc import get_logger, progress_bar, resolve_device, seed_everything
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
@@ -41,12 +41,16 @@ def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
     identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
     if not cfg.model.deterministic:  # sampled latents: the seed picks the samples
         identity["seed"] = cfg.seed
-    dtype = scoring_dtype(cfg, device)
-    if dtype is not None:
-        identity["precision"] = str(dtype).removeprefix("torch.")
-        if cfg.eval.backend != "torch":
-            identity["backend"] = cfg.eval.backend
-    return identity
+    return dict(identity, **_precision_identity(cfg, device))
+
+
+def _precision_identity(cfg, device: torch.device | None = None) -> dict:
+    dtype = scoring_dtype(cfg, device or resolve_device(cfg.device))
+    if dtype is None:
+        return {}
+    if cfg.eval.backend != "torch":
+        return {"precision": str(dtype).removeprefix("torch."), "backend": cfg.eval.backend}
+    return {"precision": str(dtype).removeprefix("torch.")}
 
 
 @torch.inference_mode()
@@ -68,8 +72,11 @@ def collect_object_scores(
 
 
 def stats_path(cfg, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
-    """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean."""
+    """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean,
+    and a backend's own low-precision statistics apart from PyTorch's (see stats_identity)."""
     variant = "" if cfg.model.deterministic else f".sampled_seed{cfg.seed}"
+    if "backend" in _precision_identity(cfg):
+        variant += f".{cfg.eval.backend}"
     name, ext = kind.rsplit(".", 1)
     return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
 

@@ -11,6 +11,7 @@ from inference.runtimes import exported_model
 from inference.trained_run import export_for_scoring, export_path, load_trained_run
 from models import build_model, object_scores, scoring_model
 from models.export import export_onnx, graph_outputs, metadata_path, read_metadata
+from scoring.statistics import stats_path
 from utils.config import ConfigError, load_config
 from utils.io import write_json
 
@@ -116,3 +117,17 @@ def test_scoring_model_unchanged_by_export(tmp_path):
     assert all(m.sparse_read for m in model.modules() if hasattr(m, "sparse_read"))
     after = scoring_model(model, fuse=False)(frames, flows)["frame_pred"]
     assert torch.equal(before, after)
+
+
+def test_low_precision_backends_keep_statistics_of_their_own(tmp_path):
+    """bf16 in OpenVINO is normalised by its own training statistics, in a file of its own;
+    float32 backends share PyTorch's (their scores agree to ~1e-6)."""
+    ckpt = tmp_path / "best.pth"
+
+    def path(*overrides):
+        return stats_path(load_config(Path("cfgs/ped2.yaml"), ["device=cpu", *overrides]), ckpt)
+
+    assert path("eval.backend=openvino") == path() == tmp_path / "best.train_stats.json"
+    assert path("eval.bf16_cpu=true") == path()  # PyTorch bf16: told apart by its identity
+    openvino_bf16 = path("eval.backend=openvino", "eval.bf16_cpu=true")
+    assert openvino_bf16 == tmp_path / "best.train_stats.openvino.json"

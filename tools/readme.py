@@ -179,12 +179,6 @@ TRAINED_SPEED_ROWS = [  # (row, benchmark, result with the sparse read, with the
         "infer fused channels_last micro-batch 32 bf16 autocast",
         "infer fused channels_last micro-batch 32 dense memory read bf16 autocast",
     ),
-    (
-        "end to end, bf16 (the run's precision), frames/s (12.5 objects/frame)",
-        "bench_end_to_end_trained_2threads",
-        "detect_video trained ped2_cpu, sparse memory read",
-        "detect_video trained ped2_cpu, dense memory read",
-    ),
 ]
 
 
@@ -200,6 +194,35 @@ def trained_speed_readme_table(root: Path) -> str:
             else {}
         )
         lines.append(f"| {label} | {_rate(rates.get(sparse))} | {_rate(rates.get(dense))} |")
+    return "\n".join(lines)
+
+
+def _machine_line(machine: dict) -> str:
+    flags = ", ".join(machine.get("cpu_flags", [])) or "no instruction-set flags recorded"
+    return f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads"
+
+
+def trained_end_to_end_readme_table(root: Path) -> str:
+    """End to end with the trained Ped2 run, from bench/results/bench_end_to_end_trained_2threads
+    .json (python -m bench.bench_end_to_end --run runs/ped2_cpu)."""
+    doc = _bench(root, "bench_end_to_end_trained_2threads")
+    if doc is None:
+        return "Not measured yet (`bench/results/bench_end_to_end_trained_2threads.json`)."
+    frames = doc["settings"]["frames"]
+    lines = [
+        "| variant | frames/s | objects/frame | cubes/s |",
+        "|---|---|---|---|",
+    ]
+    for row in doc["results"]:
+        name = row["name"].split(", ", 1)[-1]
+        lines.append(
+            f"| {name} | {row['per_second']:.1f} | {row['objects'] / frames:.1f} | "
+            f"{row['cubes_per_second']:.0f} |"
+        )
+    lines.append(
+        f"\nPed2 test video {doc['settings']['video']}, {frames} frames, run "
+        f"`{doc['settings']['run']}`; {_machine_line(doc['machine'])}."
+    )
     return "\n".join(lines)
 
 
@@ -255,7 +278,7 @@ def reference_readme_table(root: Path) -> str:
     if not path.is_file():
         return "Not measured yet (`bench/results/bench_reference_2threads.json`)."
     doc = read_json(path)
-    rows = [r for r in doc["results"] if "per_second" in r]
+    rows = [r for r in doc["results"] if r.get("unit") == "cubes"]
     ratios = [r for r in doc["results"] if "ratio" in r]
     lines = ["| execution | cubes/s |", "|---|---|"]
     lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
@@ -266,6 +289,60 @@ def reference_readme_table(root: Path) -> str:
         f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; "
         f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
     )
+    return "\n".join(lines)
+
+
+def ceiling_readme_text(root: Path) -> str:
+    """How close the fastest executions run to this machine's matrix-product ceiling, from
+    bench_reference_2threads.json (GFLOP per cube counted there, matrix products timed there)."""
+    doc = _bench(root, "bench_reference_2threads")
+    results = {r["name"]: r for r in doc["results"]} if doc else {}
+    counted = results.get("GFLOP per cube (dense memory read)")
+    if counted is None:
+        return "Not measured yet (`python -m bench.bench_reference`)."
+    gflop = counted["gflop"]
+    ceilings = {r["name"].rsplit(" ", 1)[-1]: r["per_second"] for r in doc["results"]}
+    parts = []
+    for precision, ceiling_key in (("float32", "float32"), ("bf16", "bfloat16")):
+        ours = [
+            r for r in doc["results"] if r.get("unit") == "cubes" and r["name"].startswith("ours")
+        ]
+        best = max((r for r in ours if precision in r["name"]), key=lambda r: r["per_second"])
+        rate = best["per_second"] * gflop
+        parts.append(
+            f"{best['name']} ({best['per_second']:.0f} cubes/s) computes {rate:.0f} GFLOP/s, "
+            f"{rate / ceilings[ceiling_key]:.0%} of a 2048^3 {ceiling_key} matrix product "
+            f"({ceilings[ceiling_key]:.0f} GFLOP/s)"
+        )
+    return (
+        f"A cube costs {gflop:.2f} GFLOP with the memory read dense, as exported (counted by "
+        f"torch's FlopCounterMode in the same run). " + "; ".join(parts) + "."
+    )
+
+
+def precision_readme_table(root: Path) -> str:
+    """A trained run scored in each precision and backend (bench_precision.json)."""
+    doc = _bench(root, "bench_precision")
+    if doc is None:
+        return "Not measured yet (`python -m bench.bench_precision --run runs/ped2_cpu`)."
+    lines = [
+        "| variant | micro AUROC % (labelled videos) | minus float32 | fused score rank "
+        "correlation | S_r median / max relative change | S_p median / max | scoring s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["results"]:
+        change = {
+            key: f"{r[f'{key}_median_relative_change']:.1e} / {r[f'{key}_max_relative_change']:.1e}"
+            if f"{key}_median_relative_change" in r
+            else "–"
+            for key in ("s_r", "s_p")
+        }
+        lines.append(
+            f"| {r['name']} | {r['micro_auroc']:.2f} | {r['auroc_minus_float32']:+.2f} | "
+            f"{r['fused_rank_correlation']:.5f} | {change['s_r']} | {change['s_p']} | "
+            f"{r['seconds_scoring']:.0f} |"
+        )
+    lines.append(f"\nRun `{doc['settings']['run']}`; {_machine_line(doc['machine'])}.")
     return "\n".join(lines)
 
 
@@ -368,6 +445,9 @@ README_TABLES = {
     "disk": disk_readme_table,
     "speed": speed_readme_table,
     "trained speed": trained_speed_readme_table,
+    "trained end to end": trained_end_to_end_readme_table,
+    "ceiling": ceiling_readme_text,
+    "precision": precision_readme_table,
     "synthetic": synthetic_readme_table,
     "live": live_readme_table,
     "install": install_readme_text,
