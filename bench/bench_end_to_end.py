@@ -31,7 +31,7 @@ from engine.checkpoint import load_checkpoint, save_checkpoint
 from inference.detect import detect_video, limit_frames
 from inference.trained_run import load_trained_run
 from models import build_model
-from scoring.statistics import stats_identity, stats_path
+from scoring.statistics import ScoringSettings
 from utils.config import load_config, save_config
 from utils.io import write_json
 
@@ -54,8 +54,9 @@ def make_run(root: Path, cfg_path: str, overrides: list[str]) -> tuple[Path, Pat
 def write_stats(run_dir: Path, ckpt_path: Path, overrides: list[str], device) -> None:
     """Made-up training statistics that the variant's identity (precision included) accepts."""
     cfg = load_config(run_dir / "config.yaml", overrides)
-    identity = stats_identity(cfg, load_checkpoint(ckpt_path), device)
-    write_json(stats_path(cfg, ckpt_path), {**MADE_UP_STATS, "checkpoint": identity})
+    settings = ScoringSettings.from_config(cfg, device)
+    identity = settings.identity(load_checkpoint(ckpt_path))
+    write_json(settings.stats_path(ckpt_path), {**MADE_UP_STATS, "checkpoint": identity})
 
 
 def timed_detect(det, video, out: Path, name: str, device, args) -> dict:

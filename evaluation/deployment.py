@@ -15,7 +15,6 @@ from datasets import open_cubes
 from engine.run_dir import eval_dir
 from inference.thresholds import far_quantile, training_frame_scores
 from inference.trained_run import TrainedRun, trained_run_from_config
-from scoring.statistics import training_object_errors
 from utils.io import write_json
 from utils.misc import get_logger
 
@@ -59,10 +58,7 @@ def deployment_check(cfg, run: TrainedRun | None = None) -> dict:
     validation videos (none without `train.val_videos`)."""
     run = run or trained_run_from_config(cfg)
     train = open_cubes(cfg, cfg.data.train_split)
-    objects = dict(
-        training_object_errors(cfg, run.model, run.ckpt, run.ckpt_path, run.device),
-        s_a=run.train_s_a,
-    )
+    objects = dict(run.training_object_errors(), s_a=run.train_s_a)
     is_val = np.array([name in cfg.train.val_videos for name in train.videos])
     fit = training_frame_scores(run, _split_objects(objects, ~is_val))
     threshold = far_quantile(fit, cfg.eval.far)

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from inference.trained_run import DetectError, TrainedRun, has_training_cubes
+from inference.trained_run import DetectError, TrainedRun
 from scoring.frame_scores import video_frame_scores
-from scoring.statistics import cached_object_errors, training_object_errors
 
 
 @dataclass
@@ -39,9 +38,7 @@ def far_threshold(det: TrainedRun, far: float) -> Threshold:
     approximation of inference.detect's docstring."""
     if not 0 < far < 1:
         raise DetectError(f"--far must be a false-alarm rate strictly between 0 and 1, got {far}")
-    objects = cached_object_errors(det.cfg, det.ckpt, det.ckpt_path, det.device)
-    if objects is None and has_training_cubes(det.cfg):
-        objects = training_object_errors(det.cfg, det.model, det.ckpt, det.ckpt_path, det.device)
+    objects = det.training_object_errors()
     if objects is None:
         value = float(norm.ppf(1 - far) * sum(map(abs, det.weights)))
         note = (

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets import open_cubes
 from datasets.cubes import cube_dir
 from engine.checkpoint import checkpoint_identity, load_checkpoint, restore_model
 from engine.run_dir import eval_checkpoint_path
@@ -27,11 +28,11 @@ from scoring.frame_scores import (
     touches_border,
 )
 from scoring.statistics import (
+    ScoringSettings,
     border_groups,
     cached_object_errors,
     cached_statistics,
     scoring_dtype,
-    stats_path,
     training_object_errors,
     training_statistics,
 )
@@ -65,6 +66,26 @@ class TrainedRun:
     device: torch.device
     appearance: AppearanceBank | None = None  # with eval.w_a > 0 (scoring/appearance.py)
     train_s_a: np.ndarray | None = None  # S_a of every training cube, in the cubes' order
+
+    @property
+    def scoring(self) -> ScoringSettings:
+        """What the object scores (and so the training statistics) depend on."""
+        return ScoringSettings.from_config(self.cfg, self.device)
+
+    def training_object_errors(self) -> dict | None:
+        """Per-object training errors: cached beside the checkpoint, else computed from the
+        training cubes, else None."""
+        objects = cached_object_errors(self.scoring, self.ckpt, self.ckpt_path)
+        if objects is None and has_training_cubes(self.cfg):
+            objects = training_object_errors(
+                self.scoring,
+                self.model,
+                functools.partial(open_cubes, self.cfg, self.cfg.data.train_split),
+                self.ckpt,
+                self.ckpt_path,
+                self.device,
+            )
+        return objects
 
     @property
     def weights(self) -> Weights:
@@ -175,14 +196,16 @@ def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
         model = prepare_scoring_model(cfg, model, device)
     else:
         model = exported_scoring_model(cfg, model, ckpt, ckpt_path)
-    stats = _training_stats(cfg, model, ckpt, ckpt_path, device)
-    bank, train_s_a = _appearance(cfg) if uses_appearance(cfg) else (None, None)
-    if train_s_a is not None:
-        stats = dict(stats, mean_a=float(train_s_a.mean()), std_a=float(train_s_a.std()))
+    run = TrainedRun(cfg, model, {}, ckpt, ckpt_path, device)
+    run.stats = _training_stats(run)
+    if uses_appearance(cfg):
+        run.appearance, run.train_s_a = _appearance(cfg)
+        run.stats = dict(
+            run.stats, mean_a=float(run.train_s_a.mean()), std_a=float(run.train_s_a.std())
+        )
     if cfg.eval.border_stats:
-        groups = _border_groups(cfg, model, ckpt, ckpt_path, device, train_s_a)
-        stats = dict(stats, groups=groups)
-    return TrainedRun(cfg, model, stats, ckpt, ckpt_path, device, bank, train_s_a)
+        run.stats = dict(run.stats, groups=_border_groups(run))
+    return run
 
 
 def _appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
@@ -201,33 +224,36 @@ def has_training_cubes(cfg) -> bool:
     return (cube_dir(cfg, cfg.data.train_split) / "manifest.json").is_file()
 
 
-def _training_stats(cfg, model, ckpt, ckpt_path: Path, device) -> dict:
+def _training_stats(run: TrainedRun) -> dict:
     """The saved training statistics of the checkpoint; computed when missing and possible."""
-    stats = cached_statistics(cfg, ckpt, ckpt_path, device)
+    stats = cached_statistics(run.scoring, run.ckpt, run.ckpt_path)
     if stats is not None:
         return stats
+    cfg = run.cfg
     if has_training_cubes(cfg):
-        return training_statistics(cfg, model, ckpt, ckpt_path, device)
+        cubes = functools.partial(open_cubes, cfg, cfg.data.train_split)
+        return training_statistics(
+            run.scoring, run.model, cubes, run.ckpt, run.ckpt_path, run.device
+        )
     raise DetectError(
-        f"no training statistics for {ckpt_path}: {stats_path(cfg, ckpt_path)} is missing or "
-        f"belongs to another checkpoint, and the training cubes to compute them are not in "
-        f"{cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
+        f"no training statistics for {run.ckpt_path}: {run.scoring.stats_path(run.ckpt_path)} "
+        f"is missing or belongs to another checkpoint, and the training cubes to compute them "
+        f"are not in {cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
     )
 
 
-def _border_groups(cfg, model, ckpt, ckpt_path: Path, device, train_s_a=None) -> dict:
+def _border_groups(run: TrainedRun) -> dict:
     """Per-group training statistics (eval.border_stats) from the cached per-object training
     errors, or from the training cubes."""
-    objects = cached_object_errors(cfg, ckpt, ckpt_path, device)
-    if objects is None and has_training_cubes(cfg):
-        objects = training_object_errors(cfg, model, ckpt, ckpt_path, device)
+    objects = run.training_object_errors()
     if objects is None:
+        path = run.scoring.stats_path(run.ckpt_path, "train_object_scores.npz")
         raise DetectError(
-            f"eval.border_stats needs the per-object training errors of {ckpt_path} "
-            f"({stats_path(cfg, ckpt_path, 'train_object_scores.npz')}) or the training cubes; "
+            f"eval.border_stats needs the per-object training errors of {run.ckpt_path} "
+            f"({path}) or the training cubes; "
             "run eval.py on the run first, or pass --set eval.border_stats=false"
         )
-    return border_groups(objects, cfg.eval.border_margin, train_s_a)
+    return border_groups(objects, run.cfg.eval.border_margin, run.train_s_a)
 
 
 def export_path(ckpt_path: Path) -> Path:

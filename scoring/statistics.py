@@ -1,25 +1,25 @@
-"""Object errors of a run's model, shared by eval.py, detect.py and run_pipeline.py: which
-checkpoint and stages a config means, the scoring model, and the training statistics (mean and std
-of S_r and S_p over all training cubes) with the per-object training errors, cached beside the
-checkpoint."""
+"""Object errors of a run's model, shared by eval.py, detect.py and run_pipeline.py: the
+training statistics (mean and std of S_r and S_p over all training cubes) with the per-object
+training errors, cached beside the checkpoint and tied to the ScoringSettings they were made
+with."""
 
 from __future__ import annotations
 
 import json
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datasets import open_cubes
 from engine.checkpoint import checkpoint_identity
 from models import object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
 from utils.io import read_json, write_json, write_npz
-from utils.misc import get_logger, progress_bar, resolve_device, seed_everything
+from utils.misc import get_logger, progress_bar, seed_everything
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
@@ -34,23 +34,55 @@ def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def stats_identity(cfg, ckpt: dict, device: torch.device) -> dict:
-    """What training statistics depend on: the checkpoint, the test-mode setting (and seed when
-    sampling) and, when not float32, the scoring precision and backend (eval.backend: in float32
-    the exported graph's scores equal PyTorch's to ~1e-6, so its statistics are shared)."""
-    identity = dict(checkpoint_identity(ckpt), deterministic=bool(cfg.model.deterministic))
-    if not cfg.model.deterministic:  # sampled latents: the seed picks the samples
-        identity["seed"] = cfg.seed
-    return dict(identity, **_precision_identity(cfg, device))
+@dataclass(frozen=True)
+class ScoringSettings:
+    """What a checkpoint's object scores depend on besides its weights and the cubes, and how
+    they are computed: test mode, seed (sampled latents), precision, backend, batches."""
 
+    deterministic: bool = True
+    seed: int = 0
+    precision: torch.dtype | None = None  # autocast dtype (None: float32)
+    backend: str = "torch"
+    batch_size: int = 256
+    num_workers: int = 0
 
-def _precision_identity(cfg, device: torch.device | None = None) -> dict:
-    dtype = scoring_dtype(cfg, device or resolve_device(cfg.device))
-    if dtype is None:
-        return {}
-    if cfg.eval.backend != "torch":
-        return {"precision": str(dtype).removeprefix("torch."), "backend": cfg.eval.backend}
-    return {"precision": str(dtype).removeprefix("torch.")}
+    @classmethod
+    def from_config(cls, cfg, device: torch.device) -> ScoringSettings:
+        return cls(
+            deterministic=bool(cfg.model.deterministic),
+            seed=int(cfg.seed),
+            precision=scoring_dtype(cfg, device),
+            backend=cfg.eval.backend,
+            batch_size=int(cfg.eval.batch_size),
+            num_workers=int(cfg.eval.num_workers),
+        )
+
+    def identity(self, ckpt: dict) -> dict:
+        """What training statistics record to know what they belong to: the checkpoint, the
+        test-mode setting (and seed when sampling) and, when not float32, the precision and
+        backend (in float32 the exported graph's scores equal PyTorch's to ~1e-6, so its
+        statistics are shared)."""
+        identity = dict(checkpoint_identity(ckpt), deterministic=self.deterministic)
+        if not self.deterministic:  # sampled latents: the seed picks the samples
+            identity["seed"] = self.seed
+        return dict(identity, **self._precision_identity())
+
+    def _precision_identity(self) -> dict:
+        if self.precision is None:
+            return {}
+        precision = {"precision": str(self.precision).removeprefix("torch.")}
+        if self.backend != "torch":
+            precision["backend"] = self.backend
+        return precision
+
+    def stats_path(self, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
+        """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior
+        mean, and a backend's own low-precision statistics apart from PyTorch's."""
+        variant = "" if self.deterministic else f".sampled_seed{self.seed}"
+        if "backend" in self._precision_identity():
+            variant += f".{self.backend}"
+        name, ext = kind.rsplit(".", 1)
+        return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
 
 
 @torch.inference_mode()
@@ -71,27 +103,19 @@ def collect_object_scores(
     return np.concatenate(s_r), np.concatenate(s_p)
 
 
-def stats_path(cfg, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
-    """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior mean,
-    and a backend's own low-precision statistics apart from PyTorch's (see stats_identity)."""
-    variant = "" if cfg.model.deterministic else f".sampled_seed{cfg.seed}"
-    if "backend" in _precision_identity(cfg):
-        variant += f".{cfg.eval.backend}"
-    name, ext = kind.rsplit(".", 1)
-    return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
-
-
 OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames", "boxes", "frame_size")
 
 
-def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple[dict, dict]:
+def _training_pass(
+    settings: ScoringSettings, model, dataset, ckpt: dict, ckpt_path: Path, device
+) -> tuple[dict, dict]:
     """Score every training cube once; cache the statistics (JSON) and, for thresholds at a
     false-alarm rate, the per-object errors (<ckpt>.train_object_scores.npz)."""
-    dataset = open_cubes(cfg, cfg.data.train_split)
+    identity = settings.identity(ckpt)
     tic = time.time()
-    seed_everything(cfg.seed)
+    seed_everything(settings.seed)
     s_r, s_p = collect_object_scores(
-        model, dataset, cfg.eval.batch_size, cfg.eval.num_workers, device, "training statistics"
+        model, dataset, settings.batch_size, settings.num_workers, device, "training statistics"
     )
     # before anything is cached: a NaN here would poison the statistics for good
     check_finite(s_r, s_p, dataset.video_idx, dataset.frame_idx, dataset.videos, "training cubes")
@@ -106,7 +130,9 @@ def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple
     }
     identity_text = np.array(json.dumps(identity, sort_keys=True))
     write_npz(
-        stats_path(cfg, ckpt_path, "train_object_scores.npz"), identity=identity_text, **objects
+        settings.stats_path(ckpt_path, "train_object_scores.npz"),
+        identity=identity_text,
+        **objects,
     )
     stats = {
         "seconds": round(time.time() - tic, 1),
@@ -117,14 +143,14 @@ def _training_pass(cfg, model, identity: dict, ckpt_path: Path, device) -> tuple
         "num_cubes": len(dataset),
         "checkpoint": identity,
     }
-    write_json(stats_path(cfg, ckpt_path), stats)
+    write_json(settings.stats_path(ckpt_path), stats)
     return stats, objects
 
 
-def cached_statistics(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
+def cached_statistics(settings: ScoringSettings, ckpt: dict, ckpt_path: Path) -> dict | None:
     """The training statistics cached for this checkpoint, test mode and precision (marked
     `cached`), else None."""
-    path = stats_path(cfg, ckpt_path)
+    path = settings.stats_path(ckpt_path)
     if not path.is_file():
         return None
     try:
@@ -132,7 +158,7 @@ def cached_statistics(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
     except ValueError as err:
         get_logger().warning(f"{err}; recomputing the training statistics")
         return None
-    if stored.get("checkpoint") != stats_identity(cfg, ckpt, device):
+    if stored.get("checkpoint") != settings.identity(ckpt):
         get_logger().info(f"{path} belongs to another checkpoint or test mode")
         return None
     if not all(np.isfinite(float(stored.get(k, np.nan))) for k in STAT_KEYS):
@@ -141,26 +167,28 @@ def cached_statistics(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
     return dict(stored, cached=True)
 
 
-def training_statistics(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
-    """Mean and std of S_r and S_p over all training cubes for this checkpoint (cached as JSON;
-    the returned dict says whether it was `cached`).
+def training_statistics(
+    settings: ScoringSettings, model, training_cubes, ckpt: dict, ckpt_path: Path, device
+) -> dict:
+    """Mean and std of S_r and S_p over all training cubes (`training_cubes()` opens them) for
+    this checkpoint (cached as JSON; the returned dict says whether it was `cached`).
 
     A cached file made for another checkpoint, test-mode setting or precision is recomputed.
     """
-    cached = cached_statistics(cfg, ckpt, ckpt_path, device)
+    cached = cached_statistics(settings, ckpt, ckpt_path)
     if cached is not None:
         return cached
-    stats, _ = _training_pass(cfg, model, stats_identity(cfg, ckpt, device), ckpt_path, device)
+    stats, _ = _training_pass(settings, model, training_cubes(), ckpt, ckpt_path, device)
     return dict(stats, cached=False)
 
 
-def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | None:
+def cached_object_errors(settings: ScoringSettings, ckpt: dict, ckpt_path: Path) -> dict | None:
     """The per-object training errors cached for this checkpoint and test mode, else None (also
     for a truncated or damaged file, which is then recomputed by the caller)."""
-    path = stats_path(cfg, ckpt_path, "train_object_scores.npz")
+    path = settings.stats_path(ckpt_path, "train_object_scores.npz")
     if not path.is_file():
         return None
-    identity = json.dumps(stats_identity(cfg, ckpt, device), sort_keys=True)
+    identity = json.dumps(settings.identity(ckpt), sort_keys=True)
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["identity"]) != identity or any(k not in data for k in OBJECT_KEYS):
@@ -171,14 +199,16 @@ def cached_object_errors(cfg, ckpt: dict, ckpt_path: Path, device) -> dict | Non
         return None
 
 
-def training_object_errors(cfg, model, ckpt: dict, ckpt_path: Path, device) -> dict:
+def training_object_errors(
+    settings: ScoringSettings, model, training_cubes, ckpt: dict, ckpt_path: Path, device
+) -> dict:
     """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video, from the
-    cache that the training statistics wrote (one more pass when it is missing or stale)."""
-    cached = cached_object_errors(cfg, ckpt, ckpt_path, device)
+    cache that the training statistics wrote (one more pass over `training_cubes()` when it is
+    missing or stale)."""
+    cached = cached_object_errors(settings, ckpt, ckpt_path)
     if cached is not None:
         return cached
-    identity = stats_identity(cfg, ckpt, device)
-    return _training_pass(cfg, model, identity, ckpt_path, device)[1]
+    return _training_pass(settings, model, training_cubes(), ckpt, ckpt_path, device)[1]
 
 
 def border_groups(objects: dict, margin: float, s_a: np.ndarray | None = None) -> dict:

@@ -8,7 +8,7 @@ from fake_cubes import TINY_MODEL, tiny_overrides
 
 from engine.checkpoint import checkpoint_identity, load_checkpoint, save_checkpoint
 from models import build_model
-from scoring.statistics import stats_path
+from scoring.statistics import ScoringSettings
 from utils.config import load_config, save_config
 from utils.io import write_json
 
@@ -48,5 +48,5 @@ def tiny_run(tmp_path_factory) -> Path:
     save_config(cfg, path.parent / "config.yaml")
     identity = dict(checkpoint_identity(load_checkpoint(path)), deterministic=True)
     stats = {"mean_r": 50.0, "std_r": 40.0, "mean_p": 300.0, "std_p": 100.0, "num_cubes": 1}
-    write_json(stats_path(cfg, path), {**stats, "checkpoint": identity})
+    write_json(ScoringSettings().stats_path(path), {**stats, "checkpoint": identity})
     return root / "run"

@@ -11,7 +11,7 @@ from inference.runtimes import exported_model
 from inference.trained_run import export_for_scoring, export_path, load_trained_run
 from models import build_model, object_scores, scoring_model
 from models.export import export_onnx, graph_outputs, metadata_path, read_metadata
-from scoring.statistics import stats_path
+from scoring.statistics import ScoringSettings
 from utils.config import ConfigError, load_config
 from utils.io import write_json
 
@@ -125,7 +125,8 @@ def test_low_precision_backends_keep_statistics_of_their_own(tmp_path):
     ckpt = tmp_path / "best.pth"
 
     def path(*overrides):
-        return stats_path(load_config(Path("cfgs/ped2.yaml"), ["device=cpu", *overrides]), ckpt)
+        cfg = load_config(Path("cfgs/ped2.yaml"), ["device=cpu", *overrides])
+        return ScoringSettings.from_config(cfg, torch.device("cpu")).stats_path(ckpt)
 
     assert path("eval.backend=openvino") == path() == tmp_path / "best.train_stats.json"
     assert path("eval.bf16_cpu=true") == path()  # PyTorch bf16: told apart by its identity

@@ -2,6 +2,7 @@
 user computed is lost. One test (or a few) per case of the reliability issue, numbered as
 there."""
 
+import functools
 import json
 import os
 import subprocess
@@ -152,17 +153,20 @@ def test_a_truncated_cube_file_is_named_and_not_current(tmp_path):
 
 # 10 ------------------------------------------------------------------------------------------
 def test_a_damaged_training_errors_file_is_recomputed(memae_run, tmp_path):
+    from datasets import open_cubes
     from inference.trained_run import load_run
-    from scoring.statistics import cached_object_errors, training_object_errors
+    from scoring.statistics import ScoringSettings, cached_object_errors, training_object_errors
 
     evaluate(memae_run)
     npz = tmp_path / "run" / "stage1" / "best.train_object_scores.npz"
     npz.write_bytes(npz.read_bytes()[:100])
     cfg, model, ckpt, path = load_run(tmp_path / "run")
     device = torch.device("cpu")
-    assert cached_object_errors(cfg, ckpt, path, device) is None
-    assert len(training_object_errors(cfg, model, ckpt, path, device)["s_r"]) == 48
-    assert len(cached_object_errors(cfg, ckpt, path, device)["s_r"]) == 48  # rewritten whole
+    settings = ScoringSettings.from_config(cfg, device)
+    cubes = functools.partial(open_cubes, cfg, cfg.data.train_split)
+    assert cached_object_errors(settings, ckpt, path) is None
+    assert len(training_object_errors(settings, model, cubes, ckpt, path, device)["s_r"]) == 48
+    assert len(cached_object_errors(settings, ckpt, path)["s_r"]) == 48  # rewritten whole
 
 
 # 11, 14, 15 ----------------------------------------------------------------------------------

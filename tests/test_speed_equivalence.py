@@ -23,7 +23,7 @@ from models.cvae import WNConv2d, elu
 from models.memory import Memory
 from pre_process.boxes import ForegroundBoxes
 from pre_process.cubes import crop_resize, video_cubes
-from scoring.statistics import scoring_dtype, stats_identity
+from scoring.statistics import ScoringSettings, scoring_dtype
 from utils.config import load_config
 
 FUSED_TOL = 1e-4  # max abs difference of frame_pred / flow_recon, float32
@@ -223,9 +223,12 @@ def test_scoring_precision_settings():
     assert scoring_dtype(low, cpu) == torch.bfloat16
     assert scoring_dtype(low, cuda) == torch.float16
     ckpt = {"module": "hf2vad", "epoch": 1, "step": 2, "saved_at": "t", "fingerprints": {}}
-    plain = stats_identity(cfg, ckpt, cpu)
+    plain = ScoringSettings.from_config(cfg, cpu).identity(ckpt)
     assert "precision" not in plain  # float32 statistics keep their identity
-    assert stats_identity(low, ckpt, cpu) == {**plain, "precision": "bfloat16"}
+    assert ScoringSettings.from_config(low, cpu).identity(ckpt) == {
+        **plain,
+        "precision": "bfloat16",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
