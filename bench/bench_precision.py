@@ -39,12 +39,15 @@ VARIANTS = {
 
 
 def linked_run(run_dir: Path, cfg, tmp: Path) -> Path:
-    """A run directory in `tmp` whose checkpoint and appearance bank link to the run's."""
+    """A run directory in `tmp` whose checkpoint and appearance bank link to the run's, with
+    copies of the statistics cached beside the checkpoint (each names what it belongs to)."""
     ckpt = eval_checkpoint_path(cfg)
     copy = tmp / "run"
     target = copy / ckpt.relative_to(run_dir)
     target.parent.mkdir(parents=True)
     target.symlink_to(ckpt.resolve())
+    for cached in ckpt.parent.glob(f"{ckpt.stem}.train_*"):
+        shutil.copy(cached, target.parent / cached.name)
     shutil.copy(run_config_path(run_dir), copy / "config.yaml")
     bank = run_dir / "appearance_bank.npz"
     if bank.is_file():
