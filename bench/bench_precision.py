@@ -26,6 +26,7 @@ import numpy as np
 from bench.common import base_parser, save, setup
 from engine.run_dir import eval_checkpoint_path
 from evaluation.protocol import evaluate
+from inference.export_run import rank_correlation, relative_change
 from inference.trained_run import run_config_path
 from utils.config import load_config, replaced
 from utils.io import read_json
@@ -63,14 +64,6 @@ def object_arrays(scores_path: Path) -> dict[str, np.ndarray]:
     }
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
-
-
-def relative_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
-
-
 def main() -> None:
     parser = base_parser("bench_precision", __doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="a trained run directory (evaluated once)")
@@ -78,6 +71,7 @@ def main() -> None:
     device = setup(args)
     run_dir = Path(args.run)
     base = load_config(run_config_path(run_dir), ["device=cpu", "eval.plots=false"])
+    base = replaced(base, {"run_dir": str(run_dir)})  # the folder may have moved since training
     if base.data.test_split is None:
         print(f"bench_precision: {run_dir} has no test split; nothing to compare")
         sys.exit(0)

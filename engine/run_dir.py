@@ -4,7 +4,8 @@ evaluation write, which checkpoint is evaluated, and the log of step times.
 Run directory (`cfg.run_dir`):
 
     stage1/ stage2/ stage3/   last.pth, best.pth, config.yaml, tb/ (TensorBoard),
-                              <ckpt>.train_stats.json beside the checkpoint eval used,
+                              <ckpt>.train_stats[.bfloat16].json beside the checkpoint eval
+                              used (one file per scoring precision),
                               epoch_NNN.pth when train.keep_epochs is set
     eval/                     scores.json, metrics.json, config.yaml, roc.png,
                               curves/<video>.png, objects_highest.png, objects_lowest.png;

@@ -5,7 +5,8 @@
 Everything the pre-processing and the model need comes from the run directory: its saved config
 (the first of `config.yaml`, `eval/config.yaml`, `stage3/`, `stage2/`, `stage1/config.yaml`), the
 checkpoint that eval.py would use (`eval.checkpoint`) and the training statistics saved beside it
-(`<ckpt>.train_stats.json`; computed from the training cubes when missing and the cubes exist).
+(`<ckpt>.train_stats[.bfloat16].json`; computed from the training cubes when missing and the
+cubes exist).
 
 Scores follow eval.py exactly (docs/method.md §6): per object S_r and S_p, z-normalised with the
 training statistics and fused with eval.w_r / eval.w_p; a frame's raw score is the maximum over its
@@ -158,7 +159,14 @@ def detect_video(
     out_dir.mkdir(parents=True, exist_ok=True)
     warn_frame_size(video, training_frame_size(det))
     cube_cfg, flow_cfg = cfg.preprocess.cubes, cfg.preprocess.flow
+    frame_bytes = video.frame_size[0] * video.frame_size[1] * 3
+    max_pending = int(np.clip(FRAME_BUFFER_BYTES // frame_bytes, 4, cfg.eval.batch_size))
     stream = det.stream(video.frames())
+    if cfg.eval.prefetch_frames > 0:  # pre-processing on a thread, beside the model
+        # the frames waiting on the thread come out of the same memory budget
+        depth = min(cfg.eval.prefetch_frames, max_pending // 2)
+        max_pending -= depth
+        stream = prefetched(stream, depth)
     intermediate = None
     if save_intermediate:
         intermediate = IntermediateWriter(
@@ -171,12 +179,8 @@ def detect_video(
             flow_cfg.dtype,
             {"preprocess": cfg.preprocess.to_dict(), "source": str(video.source)},
         )
-        stream = _tapped(stream, intermediate.add)
-    frame_bytes = video.frame_size[0] * video.frame_size[1] * 3
-    max_pending = int(np.clip(FRAME_BUFFER_BYTES // frame_bytes, 4, cfg.eval.batch_size))
+        stream = _tapped(stream, intermediate.add)  # on this thread, after the prefetch
     novelty = det.appearance_novelty if det.appearance is not None else None
-    if cfg.eval.prefetch_frames > 0:  # pre-processing on a thread, beside the model
-        stream = prefetched(stream, min(cfg.eval.prefetch_frames, max_pending))
     scored = score_stream(det.model, stream, det.device, cfg.eval.batch_size, max_pending, novelty)
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
     thr = threshold.value if threshold is not None else None
@@ -217,6 +221,8 @@ def detect_video(
         if intermediate is not None:
             intermediate.close()
     except BaseException:
+        scored.close()  # stops the pre-processing thread before its outputs are removed
+        stream.close()
         if intermediate is not None:
             intermediate.abort()
         raise

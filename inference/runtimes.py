@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.export import require
+
 
 class ExportedModel:
     """An exported graph run on micro-batches of `micro_batch` cubes (0 = whole batches);
@@ -27,7 +29,7 @@ class ExportedModel:
         return self
 
     def __call__(self, frames: torch.Tensor, flows: torch.Tensor) -> dict:
-        size = self.micro_batch if self.micro_batch > 0 else len(frames)
+        size = self.micro_batch if self.micro_batch > 0 else max(len(frames), 1)
         frames_np = frames.detach().cpu().float().numpy()
         flows_np = flows.detach().cpu().float().numpy()
         parts = [
@@ -50,12 +52,9 @@ class ExportedModel:
 
 
 def onnxruntime_run(path: Path, threads: int, outputs: list[str]):
-    try:
-        import onnxruntime as ort
-    except ImportError as error:
-        raise ImportError(
-            "eval.backend=onnxruntime needs onnxruntime: pip install onnxruntime"
-        ) from error
+    require("onnxruntime", "eval.backend=onnxruntime")
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -69,10 +68,9 @@ def onnxruntime_run(path: Path, threads: int, outputs: list[str]):
 
 
 def openvino_run(path: Path, threads: int, outputs: list[str], bf16: bool):
-    try:
-        import openvino as ov
-    except ImportError as error:
-        raise ImportError("eval.backend=openvino needs openvino: pip install openvino") from error
+    require("openvino", "eval.backend=openvino")
+    import openvino as ov
+
     config = {
         "INFERENCE_NUM_THREADS": threads,
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",

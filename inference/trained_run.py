@@ -75,17 +75,16 @@ class TrainedRun:
     def training_object_errors(self) -> dict | None:
         """Per-object training errors: cached beside the checkpoint, else computed from the
         training cubes, else None."""
-        objects = cached_object_errors(self.scoring, self.ckpt, self.ckpt_path)
-        if objects is None and has_training_cubes(self.cfg):
-            objects = training_object_errors(
-                self.scoring,
-                self.model,
-                functools.partial(open_cubes, self.cfg, self.cfg.data.train_split),
-                self.ckpt,
-                self.ckpt_path,
-                self.device,
-            )
-        return objects
+        if not has_training_cubes(self.cfg):
+            return cached_object_errors(self.scoring, self.ckpt, self.ckpt_path)
+        return training_object_errors(
+            self.scoring,
+            self.model,
+            functools.partial(open_cubes, self.cfg, self.cfg.data.train_split),
+            self.ckpt,
+            self.ckpt_path,
+            self.device,
+        )
 
     @property
     def weights(self) -> Weights:
@@ -264,6 +263,11 @@ def export_path(ckpt_path: Path) -> Path:
 def export_for_scoring(cfg, model, ckpt: dict, ckpt_path: Path) -> tuple[Path, dict]:
     """The checkpoint's exported graph and its metadata, exported first when missing or made
     from another checkpoint (export.py does the same on demand)."""
+    if not cfg.model.deterministic:
+        raise ValueError(
+            "an exported graph scores in test mode only (model.deterministic: true); sampled "
+            "latents need eval.backend=torch"
+        )
     path = export_path(ckpt_path)
     made_from = {"checkpoint": checkpoint_identity(ckpt), "model_type": cfg.model.type}
     metadata = read_metadata(path) if path.is_file() else {}
@@ -281,10 +285,10 @@ def exported_scoring_model(cfg, model, ckpt: dict, ckpt_path: Path) -> ExportedM
     bf16 with eval.bf16_cpu, OpenVINO only), on CPU micro-batches of eval.cpu_micro_batch."""
     if resolve_device(cfg.device).type != "cpu":
         raise ValueError(f"eval.backend={cfg.eval.backend} runs on the CPU: set device=cpu")
-    if not cfg.model.deterministic:
+    if cfg.eval.backend == "onnxruntime" and cfg.eval.bf16_cpu:  # before a needless export
         raise ValueError(
-            f"eval.backend={cfg.eval.backend} scores in test mode only (model.deterministic: "
-            "true); sampled latents need eval.backend=torch"
+            "eval.backend=onnxruntime scores in float32 only: set eval.bf16_cpu=false, or use "
+            "eval.backend=openvino for bf16"
         )
     path, metadata = export_for_scoring(cfg, model, ckpt, ckpt_path)
     return exported_model(

@@ -24,6 +24,22 @@ from utils.io import read_json, write_json
 INPUT_NAMES = ("frames", "flows")
 
 
+class MissingPackageError(ImportError, ValueError):
+    """An optional package that an export or a backend needs is not installed (a ValueError
+    too, so that entry scripts print it as one line)."""
+
+
+def require(module: str, purpose: str) -> None:
+    """Import `module` or say in one line what needs it and how to install it."""
+    try:
+        __import__(module)
+    except ImportError as error:
+        raise MissingPackageError(
+            f"{purpose} needs the package {module!r}: pip install {module} "
+            "(or pip install -r requirements.txt)"
+        ) from error
+
+
 def graph_outputs(model: nn.Module) -> tuple[str, ...]:
     """The outputs an HF2VAD of this kind has: flow_recon (with an ML-MemAE-SC), frame_pred
     (with a frame predictor)."""
@@ -61,9 +77,11 @@ def export_onnx(
     """Write the scoring graph of `model` (float32, on the CPU) to `path`, traced with the
     example `frames` and `flows` (any batch size; the exported batch size is free), and
     `metadata` (JSON values) plus the output names to its sidecar (`metadata_path`)."""
+    for module in ("onnx", "onnxscript"):
+        require(module, "exporting to ONNX")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = ExportGraph(model.cpu().float()).eval()
+    graph = ExportGraph(model).cpu().float().eval()  # a fused copy: `model` stays as it is
     batch = {0: "batch"}
     axes = {name: batch for name in INPUT_NAMES + graph.outputs}
     tmp = path.with_name(path.name + ".tmp")

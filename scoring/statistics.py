@@ -76,11 +76,11 @@ class ScoringSettings:
         return precision
 
     def stats_path(self, ckpt_path: Path, kind: str = "train_stats.json") -> Path:
-        """Beside the checkpoint; sampled latents (one file per seed) apart from the posterior
-        mean, and a backend's own low-precision statistics apart from PyTorch's."""
+        """Beside the checkpoint, one file per kind of statistics, so that scoring in another
+        precision does not overwrite them: sampled latents per seed, low precision per dtype
+        and backend (float32 backends share PyTorch's float32 files)."""
         variant = "" if self.deterministic else f".sampled_seed{self.seed}"
-        if "backend" in self._precision_identity():
-            variant += f".{self.backend}"
+        variant += "".join(f".{value}" for value in self._precision_identity().values())
         name, ext = kind.rsplit(".", 1)
         return ckpt_path.with_name(f"{ckpt_path.stem}.{name}{variant}.{ext}")
 

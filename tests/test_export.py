@@ -39,29 +39,28 @@ def tiny_model(model_type: str) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("model_type", ["hybrid", "memae", "cvae"])
-def test_exported_graph_equals_pytorch_in_each_backend(model_type, tmp_path):
+def test_exported_graph_equals_pytorch_in_each_backend(model_type, backend, tmp_path):
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
     model = tiny_model(model_type)
     path = export_onnx(model, tmp_path / "m.onnx", *cubes(2), {"note": "test"})
     assert read_metadata(path) == {"outputs": list(graph_outputs(model)), "note": "test"}
     frames, flows = cubes(7, seed=1)  # another batch size than the traced one
     with torch.inference_mode():
         expected = model(frames, flows)
-    for backend in BACKENDS:
-        pytest.importorskip(backend, reason=f"{backend} is not installed")
-        got = exported_model(path, backend, list(graph_outputs(model)), micro_batch=3)(
-            frames, flows
-        )
-        for name in ("flow_recon", "frame_pred"):
-            if expected[name] is None:
-                assert got[name] is None
-                continue
-            assert got[name].shape == expected[name].shape
-            diff = (got[name] - expected[name]).abs().max().item()
-            assert diff <= TOL, f"{backend} {name}: {diff}"
-        for mine, ref in zip(object_scores(got), object_scores(expected)):
-            torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
+    runner = exported_model(path, backend, list(graph_outputs(model)), micro_batch=3)
+    got = runner(frames, flows)
+    for name in ("flow_recon", "frame_pred"):
+        if expected[name] is None:
+            assert got[name] is None
+            continue
+        assert got[name].shape == expected[name].shape
+        diff = (got[name] - expected[name]).abs().max().item()
+        assert diff <= TOL, f"{backend} {name}: {diff}"
+    for mine, ref in zip(object_scores(got), object_scores(expected)):
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_openvino_bf16_keeps_the_order_of_object_scores(tmp_path):
@@ -82,8 +81,8 @@ def test_openvino_bf16_keeps_the_order_of_object_scores(tmp_path):
 
 
 def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_run):
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     torch_run = load_trained_run(tiny_run, ["eval.fuse=false"])
     onnx_run = load_trained_run(tiny_run, ["eval.backend=onnxruntime"])
     path = export_path(onnx_run.ckpt_path)
@@ -100,17 +99,41 @@ def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_ru
     assert metadata["checkpoint"]["epoch"] == onnx_run.ckpt["epoch"]
 
 
-def test_backend_settings_are_checked(tiny_run):
+def test_backend_settings_are_checked_before_anything_is_exported(tiny_run):
     with pytest.raises(ConfigError, match="eval.backend"):
         load_config(Path("cfgs/ped2.yaml"), ["eval.backend=tensorrt"])
+    export = export_path(tiny_run / "stage3" / "best.pth")
+    export.unlink(missing_ok=True)
     with pytest.raises(ValueError, match="float32 only"):
         load_trained_run(tiny_run, ["eval.backend=onnxruntime", "eval.bf16_cpu=true"])
+    with pytest.raises(ValueError, match="test mode only"):
+        load_trained_run(tiny_run, ["eval.backend=openvino", "model.deterministic=false"])
+    assert not export.exists()
+
+
+def test_a_missing_package_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(ValueError, match="eval.backend=openvino needs the package 'openvino'"):
+        exported_model("unused.onnx", "openvino", ["frame_pred"])
 
 
 def test_scoring_model_unchanged_by_export(tmp_path):
-    """Exporting leaves the model as it was (the sparse read and weight norm stay)."""
+    """Exporting leaves the model as it was (the sparse read, weight norm and dtype stay)."""
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
     model = tiny_model("hybrid")
+    model.cvae.to(torch.float64)  # a model in another dtype: export works on a copy
+    export_onnx(model, tmp_path / "m.onnx", *cubes(2))
+    assert next(model.cvae.parameters()).dtype == torch.float64
+    model.cvae.to(torch.float32)
     frames, flows = cubes(3)
     before = scoring_model(model, fuse=False)(frames, flows)["frame_pred"]
     export_onnx(model, tmp_path / "m.onnx", *cubes(2))
@@ -120,8 +143,8 @@ def test_scoring_model_unchanged_by_export(tmp_path):
 
 
 def test_low_precision_backends_keep_statistics_of_their_own(tmp_path):
-    """bf16 in OpenVINO is normalised by its own training statistics, in a file of its own;
-    float32 backends share PyTorch's (their scores agree to ~1e-6)."""
+    """Each low precision (and backend) is normalised by training statistics of its own, in a
+    file of its own; float32 backends share PyTorch's (their scores agree to ~1e-6)."""
     ckpt = tmp_path / "best.pth"
 
     def path(*overrides):
@@ -129,6 +152,6 @@ def test_low_precision_backends_keep_statistics_of_their_own(tmp_path):
         return ScoringSettings.from_config(cfg, torch.device("cpu")).stats_path(ckpt)
 
     assert path("eval.backend=openvino") == path() == tmp_path / "best.train_stats.json"
-    assert path("eval.bf16_cpu=true") == path()  # PyTorch bf16: told apart by its identity
+    assert path("eval.bf16_cpu=true") == tmp_path / "best.train_stats.bfloat16.json"
     openvino_bf16 = path("eval.backend=openvino", "eval.bf16_cpu=true")
-    assert openvino_bf16 == tmp_path / "best.train_stats.openvino.json"
+    assert openvino_bf16 == tmp_path / "best.train_stats.bfloat16.openvino.json"

@@ -25,3 +25,25 @@ def test_results_readme_matches_the_committed_metrics():
     assert (ROOT / "results" / "README.md").read_text() == expected, (
         "results/README.md differs from results/*: run python -m tools.report --gather results"
     )
+
+
+def test_ceiling_text_reads_the_reference_benchmark(tmp_path):
+    """The generated ceiling sentence from a bench_reference JSON with every kind of row."""
+    from tools.readme import ceiling_readme_text
+    from utils.io import write_json
+
+    results = [
+        {"name": "reference float32", "unit": "cubes", "per_second": 40.0},
+        {"name": "ours openvino float32", "unit": "cubes", "per_second": 70.0},
+        {"name": "ours openvino bf16", "unit": "cubes", "per_second": 300.0},
+        {"name": "ours/reference float32", "ratio": 1.75},
+        {"name": "GFLOP per cube (dense memory read)", "gflop": 4.0},
+        {"name": "matmul 2048^3 float32", "unit": "GFLOP", "per_second": 320.0},
+        {"name": "matmul 2048^3 bfloat16", "unit": "GFLOP", "per_second": 2400.0},
+    ]
+    write_json(
+        tmp_path / "bench" / "results" / "bench_reference_2threads.json", {"results": results}
+    )
+    text = ceiling_readme_text(tmp_path / "results")
+    assert "ours openvino float32 (70 cubes/s) computes 280 GFLOP/s, 88% of" in text
+    assert "ours openvino bf16 (300 cubes/s) computes 1200 GFLOP/s, 50% of" in text

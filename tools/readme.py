@@ -301,7 +301,11 @@ def ceiling_readme_text(root: Path) -> str:
     if counted is None:
         return "Not measured yet (`python -m bench.bench_reference`)."
     gflop = counted["gflop"]
-    ceilings = {r["name"].rsplit(" ", 1)[-1]: r["per_second"] for r in doc["results"]}
+    ceilings = {  # matrix-product GFLOP/s by dtype name
+        r["name"].rsplit(" ", 1)[-1]: r["per_second"]
+        for r in doc["results"]
+        if r.get("unit") == "GFLOP"
+    }
     parts = []
     for precision, ceiling_key in (("float32", "float32"), ("bf16", "bfloat16")):
         ours = [

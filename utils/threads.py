@@ -34,6 +34,10 @@ def prefetched(items: Iterable, depth: int) -> Iterator:
         except BaseException as error:  # handed to the consumer, which re-raises it
             put((_DONE, error))
             return
+        finally:  # the producer's own clean-up (open videos) runs on its thread, now
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
         put((_DONE, None))
 
     worker = threading.Thread(target=produce, name="prefetch", daemon=True)
