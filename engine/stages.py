@@ -11,7 +11,7 @@ from datasets import WithFlowRecon, train_val_cubes
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
 from engine.run_dir import stage_dir
-from engine.trainer import Stage, autocast, fit, to_device
+from engine.trainer import Stage, autocast, finished, fit, to_device
 from models import build_loss, build_memae, build_model, memae_loss, model_type
 from utils.misc import seed_everything
 from utils.plots import tensorboard_grid
@@ -150,7 +150,8 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     criterion = build_loss(loss_cfg)
     stage_cfg = cfg[f"stage{stage}"]
     dataset, val_dataset = train_val_cubes(cfg, stage_cfg.max_cubes)
-    if stage == 2 and model.memae is not None:
+    skip = resume and finished(stage_dir(cfg, stage), stage_cfg.num_epochs)  # fit() says so
+    if stage == 2 and model.memae is not None and not skip:
         memae = model.memae.to(ctx.device)
         dataset = WithFlowRecon(
             dataset, frozen_reconstructions(memae, dataset, ctx.device, cfg.train)

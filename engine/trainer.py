@@ -309,6 +309,16 @@ def _resume_state(
     )
 
 
+def finished(out_dir: Path, num_epochs: int) -> bool:
+    """Whether the stage in `out_dir` has already trained `num_epochs` epochs or stopped early
+    (its last.pth says so): then preparing its data can be skipped."""
+    last = out_dir / "last.pth"
+    if not last.is_file():
+        return False
+    ckpt = load_checkpoint(last)
+    return ckpt["epoch"] >= num_epochs or bool(ckpt.get("stopped_early", False))
+
+
 def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
     """Train `stage` to `stage_cfg.num_epochs` epochs (or until early stopping), resuming from
     last.pth when asked.
