@@ -318,6 +318,13 @@ def ceiling_readme_text(root: Path) -> str:
             f"{rate / ceilings[ceiling_key]:.0%} of a 2048^3 {ceiling_key} matrix product "
             f"({ceilings[ceiling_key]:.0f} GFLOP/s)"
         )
+    reference = results.get("reference float32")
+    if reference is not None:
+        rate = reference["per_second"] * gflop
+        parts.append(
+            f"the reference float32 ({reference['per_second']:.0f} cubes/s) {rate:.0f} GFLOP/s, "
+            f"{rate / ceilings['float32']:.0%}"
+        )
     return (
         f"A cube costs {gflop:.2f} GFLOP with the memory read dense, as exported (counted by "
         f"torch's FlopCounterMode in the same run). " + "; ".join(parts) + "."
