@@ -25,6 +25,7 @@ from engine.run_dir import (
 )
 from inference.trained_run import trained_run_from_config
 from scoring.frame_scores import (
+    FrameProtocol,
     auroc_summary,
     check_finite,
     empty_frame_score,
@@ -32,13 +33,12 @@ from scoring.frame_scores import (
     fuse_scores,
     labelled_frames,
     touches_border,
-    video_frame_scores,
 )
 from scoring.statistics import (
     STAT_KEYS,
     collect_object_scores,
 )
-from scoring.weights import primary_score, score_weights
+from scoring.weights import Weights, primary_score, score_weights
 from utils.config import replaced, save_config
 from utils.fingerprint import CheckpointError, check_fingerprints, fingerprints
 from utils.io import finite_or_none, folder_lock, read_json, write_json
@@ -68,37 +68,35 @@ def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
     return [by_name[name] for name in videos]
 
 
-def _frame_scores(cfg, table: ObjectTable, object_score, empty_score):
-    return video_frame_scores(
-        object_score,
-        table.video_idx,
-        table.frame_idx,
-        table.num_frames,
-        empty_score,
-        cfg.eval.drop_first,
-        cfg.eval.smoothing,
-        cfg.eval.window,
-        cfg.eval.sigma,
+def _frame_scores(protocol: FrameProtocol, table: ObjectTable, object_score, empty_score):
+    return protocol.frame_scores(
+        object_score, table.video_idx, table.frame_idx, table.num_frames, empty_score
     )
 
 
-def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
-    """For every named weight pair: object scores, raw and smoothed frame scores, AUROC summary.
-
-    Also the flow-magnitude baseline when the table carries it (key "flow_magnitude").
-    """
+def score_table(
+    table: ObjectTable,
+    stats: dict,
+    labels,
+    weights: dict[str, Weights],
+    protocol: FrameProtocol,
+    border_margin: float | None = None,
+) -> dict:
+    """For every named weight triple: object scores, raw and smoothed frame scores, AUROC
+    summary. With `border_margin`, objects within it of the image border are z-scored with the
+    border group's statistics (eval.border_stats)."""
     check_finite(table.s_r, table.s_p, table.video_idx, table.frame_idx, table.videos, "scoring")
     results = {}
     border = None
-    if cfg.eval.border_stats:
-        check_border_groups(stats, cfg.eval.border_margin)
-        border = touches_border(table.boxes, table.frame_size, cfg.eval.border_margin)
-    for name, (w_r, w_p, w_a) in score_weights(cfg).items():
+    if border_margin is not None:
+        check_border_groups(stats, border_margin)
+        border = touches_border(table.boxes, table.frame_size, border_margin)
+    for name, (w_r, w_p, w_a) in weights.items():
         obj = fuse_scores(
             table.s_r, table.s_p, stats, w_r, w_p, border=border, s_a=table.s_a, w_a=w_a
         )
         empty = empty_frame_score(stats, w_r, w_p, grouped=border is not None, w_a=w_a)
-        raw, smoothed = _frame_scores(cfg, table, obj, empty)
+        raw, smoothed = _frame_scores(protocol, table, obj, empty)
         results[name] = {
             "w_r": w_r,
             "w_p": w_p,
@@ -109,6 +107,13 @@ def score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
             "summary": auroc_summary(smoothed, labels),
         }
     return results
+
+
+def configured_score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
+    """score_table with the weights, protocol and border setting of `cfg`."""
+    margin = cfg.eval.border_margin if cfg.eval.border_stats else None
+    protocol = FrameProtocol.from_config(cfg)
+    return score_table(table, stats, labels, score_weights(cfg), protocol, margin)
 
 
 def check_border_groups(stats: dict, margin: float) -> None:
@@ -130,13 +135,13 @@ def saved_stats(stats: dict) -> dict:
     return saved
 
 
-def _baseline(cfg, table: ObjectTable, labels) -> dict:
+def _baseline(flows_path: Path, protocol: FrameProtocol, table: ObjectTable, labels) -> dict:
     """Flow-magnitude-only score on the same cubes: mean |last flow| per object, max per frame."""
-    flows = np.load(cube_dir(cfg, cfg.data.test_split) / "flows.npy", mmap_mode="r")
+    flows = np.load(flows_path, mmap_mode="r")
     if len(flows) != len(table.s_r):
         raise ValueError(f"test cubes changed since scoring: {len(flows)} != {len(table.s_r)}")
     obj = flow_magnitude_object_scores(flows)
-    raw, smoothed = _frame_scores(cfg, table, obj, 0.0)  # a frame without objects has no motion
+    raw, smoothed = _frame_scores(protocol, table, obj, 0.0)  # no objects: no motion
     return {
         "object": obj,
         "raw": raw,
@@ -376,7 +381,8 @@ def write_plots(
 
 
 def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **plot_args) -> dict:
-    baseline = _baseline(cfg, table, labels)
+    flows_path = cube_dir(cfg, cfg.data.test_split) / "flows.npy"
+    baseline = _baseline(flows_path, FrameProtocol.from_config(cfg), table, labels)
     metrics = metrics_document(cfg, table, stats, results, baseline, ckpt_info, seconds)
     write_json(
         out_dir / "scores.json", scores_document(cfg, table, stats, labels, results, ckpt_info)
@@ -418,7 +424,7 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
         s_a=run.appearance_novelty(test.target_frames()),
     )
     labels = _labels_in_order(cfg, table.videos, table.num_frames)
-    results = score_table(cfg, table, run.stats, labels)
+    results = configured_score_table(cfg, table, run.stats, labels)
     ckpt_info = dict(
         checkpoint_identity(run.ckpt),
         path=str(run.ckpt_path),
@@ -496,7 +502,7 @@ def rescore(cfg) -> dict:
     out_dir = eval_dir(cfg)
     table, stats, ckpt_info = read_scores(out_dir / "scores.json", cfg)
     labels = _labels_in_order(cfg, table.videos, table.num_frames)
-    results = score_table(cfg, table, stats, labels)
+    results = configured_score_table(cfg, table, stats, labels)
     return _report(cfg, table, stats, labels, results, ckpt_info, 0.0, out_dir)
 
 

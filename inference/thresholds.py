@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import norm
 
 from inference.trained_run import DetectError, TrainedRun
-from scoring.frame_scores import video_frame_scores
+from scoring.frame_scores import FrameProtocol
 
 
 @dataclass
@@ -72,18 +72,13 @@ def training_frame_scores(det: TrainedRun, objects: dict[str, np.ndarray]) -> np
     """Smoothed frame scores of every scored training frame from its objects' errors (and their
     S_a under "s_a", when the run uses it; all training cubes' when absent), with eval's
     protocol."""
-    cfg = det.cfg
     s_a = objects.get("s_a", det.train_s_a)
-    _, smoothed = video_frame_scores(
+    _, smoothed = FrameProtocol.from_config(det.cfg).frame_scores(
         det.fuse(objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"], s_a),
         objects["video_idx"],
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],
         det.empty_score,
-        cfg.eval.drop_first,
-        cfg.eval.smoothing,
-        cfg.eval.window,
-        cfg.eval.sigma,
     )
     scores = np.concatenate(smoothed)
     return scores[np.isfinite(scores)]

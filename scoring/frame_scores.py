@@ -16,6 +16,7 @@ last frames are not pulled towards zero, the z-normalised mean of a training obj
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
@@ -280,6 +281,44 @@ def video_frame_scores(
         for s in frame_max_scores(object_scores, video_idx, frame_idx, num_frames, empty_score)
     ]
     return raw, [smooth(s, smoothing, window, sigma) for s in raw]
+
+
+@dataclass(frozen=True)
+class FrameProtocol:
+    """From object scores to smoothed frame scores (docs/method.md §6): the maximum over a
+    frame's objects, the first `drop_first` frames dropped, then `smoothing` over `window`
+    frames (or a Gaussian of `sigma`)."""
+
+    drop_first: int = 4
+    smoothing: str = "medfilt"
+    window: int = 17
+    sigma: float = 3.0
+
+    @classmethod
+    def from_config(cls, cfg) -> FrameProtocol:
+        e = cfg.eval
+        return cls(int(e.drop_first), str(e.smoothing), int(e.window), float(e.sigma))
+
+    def frame_scores(
+        self,
+        object_scores: np.ndarray,
+        video_idx: np.ndarray,
+        frame_idx: np.ndarray,
+        num_frames: Sequence[int],
+        empty_score: float,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """video_frame_scores with this protocol's settings."""
+        return video_frame_scores(
+            object_scores,
+            video_idx,
+            frame_idx,
+            num_frames,
+            empty_score,
+            self.drop_first,
+            self.smoothing,
+            self.window,
+            self.sigma,
+        )
 
 
 def auroc_summary(smoothed: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> dict:

@@ -30,11 +30,11 @@ from datasets.frames import numbered_frames, open_video, split_dir
 from inference.detect import detect_with, output_names
 from inference.trained_run import TrainedRun, load_trained_run
 from scoring.frame_scores import (
+    FrameProtocol,
     auroc_summary,
     empty_frame_score,
     fuse_scores,
     touches_border,
-    video_frame_scores,
 )
 from scoring.weights import score_weights
 from utils.cli import run_cli
@@ -188,16 +188,12 @@ def score_standin(
             column("s_r"), column("s_p"), det.stats, w_r, w_p, border, column("s_a"), w_a
         )
         empty = empty_frame_score(det.stats, w_r, w_p, grouped=border is not None, w_a=w_a)
-        _, smoothed = video_frame_scores(
+        _, smoothed = FrameProtocol.from_config(cfg).frame_scores(
             obj,
             video_idx,
             frame_idx,
             [len(lab) for lab in labels],
             empty,
-            cfg.eval.drop_first,
-            cfg.eval.smoothing,
-            cfg.eval.window,
-            cfg.eval.sigma,
         )
         result["scores"][name] = {
             "w_r": w_r,
