@@ -21,16 +21,13 @@ Output (PNG frames are lossless, so the data are bit-identical for a given seed)
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from utils.io import read_json, remove_stale_temporaries, write_json
+from utils.io import atomic_folder, read_json, write_json
 
 ANOMALY_TYPES = ("fast", "large", "wrong_direction", "erratic")
 SCENE_EVENTS = ("flash", "shake")  # whole-scene anomalies: no anomalous object
@@ -284,11 +281,7 @@ def generate(folder: str | Path, cfg) -> dict:
     folder = Path(folder)
     if folder.exists() and not (folder / MARKER).is_file():
         raise FileExistsError(f"{folder} exists and is not a synthetic dataset; not replacing it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(folder)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
+    with atomic_folder(folder) as tmp:
         scene_rng = np.random.default_rng([cfg.seed, 0])
         background = make_background(scene_rng, cfg.height, cfg.width)
         abnormal_frames = 0
@@ -308,12 +301,6 @@ def generate(folder: str | Path, cfg) -> dict:
                     np.save(tmp / split / "test_frame_mask" / f"{name}.npy", labels)
                     abnormal_frames += int(labels.sum())
         write_json(tmp / MARKER, settings_of(cfg))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return {
         "folder": str(folder),
         "train_frames": cfg.num_train_videos * cfg.num_frames,

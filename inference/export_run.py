@@ -3,6 +3,7 @@ object scores as PyTorch (run by export.py, whose docstring describes the comman
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,14 +34,6 @@ def parity_cubes(cfg, count: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     return frames, flows, f"{count} random cubes (no cubes cached)"
 
 
-def _available(backend: str) -> bool:
-    try:
-        __import__(backend)
-    except ImportError:
-        return False
-    return True
-
-
 def relative_change(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """|scores - reference| / |reference|, elementwise."""
     return np.abs(scores - reference) / np.maximum(np.abs(reference), 1e-12)
@@ -65,7 +58,7 @@ def export_run(run_dir: str | Path, overrides: Iterable[str] = (), num_cubes: in
     report = {"onnx": str(path), "bytes": path.stat().st_size, "cubes": source, "backends": {}}
     candidates = [("onnxruntime", False), ("openvino", False), ("openvino", True)]
     for backend, bf16 in candidates:
-        if not _available(backend):
+        if importlib.util.find_spec(backend) is None:
             report["backends"][backend] = "not installed"
             continue
         runner = exported_model(path, backend, metadata["outputs"], micro_batch=32, bf16=bf16)

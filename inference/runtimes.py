@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from models.export import require
+from models.hybrid import empty_output
 
 
 class ExportedModel:
@@ -36,15 +37,7 @@ class ExportedModel:
             self._run(frames_np[i : i + size], flows_np[i : i + size])
             for i in range(0, len(frames_np), size)
         ]
-        out = {
-            "flow_recon": None,
-            "flow_target": flows,
-            "frame_pred": None,
-            "frame_target": frames[:, -1],
-            "att_weights": [],
-            "q_means": [],
-            "p_means": [],
-        }
+        out = empty_output(frames, flows)
         for name in parts[0] if parts else ():
             joined = np.concatenate([part[name] for part in parts])
             out[name] = torch.from_numpy(joined).to(frames.device)

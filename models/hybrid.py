@@ -19,6 +19,20 @@ from models.ml_memae_sc import MLMemAESC
 from models.vae import FrameVAE
 
 
+def empty_output(frames: torch.Tensor, flows: torch.Tensor) -> dict:
+    """HF2VAD's output dict before any branch has run: the targets, and None / [] for the rest
+    (also the shape of an exported graph's outputs, inference/runtimes.py)."""
+    return {
+        "flow_recon": None,
+        "flow_target": flows,
+        "frame_pred": None,
+        "frame_target": frames[:, -1],
+        "att_weights": [],
+        "q_means": [],
+        "p_means": [],
+    }
+
+
 class HF2VAD(nn.Module):
     """forward(frames [B, T+1, 3, H, W] in [0, 1], flows [B, F, 2, H, W] in pixels) -> dict:
     flow_recon [B, F, 2, H, W] or None, flow_target (= flows), frame_pred [B, 3, H, W] or None,
@@ -98,15 +112,7 @@ class HF2VAD(nn.Module):
         self, frames: torch.Tensor, flows: torch.Tensor, flow_recon: torch.Tensor | None = None
     ) -> dict:
         self._check_inputs(frames, flows)
-        out = {
-            "flow_recon": None,
-            "flow_target": flows,
-            "frame_pred": None,
-            "frame_target": frames[:, -1],
-            "att_weights": [],
-            "q_means": [],
-            "p_means": [],
-        }
+        out = empty_output(frames, flows)
         if self.memae is not None and flow_recon is not None:
             out["flow_recon"] = flow_recon
         elif self.memae is not None:

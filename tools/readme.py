@@ -81,11 +81,9 @@ def synthetic_readme_table(root: Path) -> str:
 
 def live_readme_table(root: Path) -> str:
     """The live-scoring table of README.md, from bench/results/bench_live.json beside `root`."""
-    path = root.parent / "bench" / "results" / "bench_live.json"
-    if not path.is_file():
+    doc = _bench(root, "bench_live")
+    if doc is None:
         return "Not measured yet (`bench/results/bench_live.json`)."
-    doc = read_json(path)
-    machine = doc["machine"]
     lines = [
         "| playback | frames scored/s | frames skipped | latency median s | latency p95 s |",
         "|---|---|---|---|---|",
@@ -96,10 +94,7 @@ def live_readme_table(root: Path) -> str:
             f"| {row['name']} | {row['per_second']:.1f} | {row['frames_skipped']} of "
             f"{row['frames_read']} | {fmt2(latency['median'])} | {fmt2(latency['p95'])} |"
         )
-    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
-    lines.append(
-        f"\nMachine: {machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
-    )
+    lines.append(f"\nMachine: {_machine_line(doc['machine'])}.")
     return "\n".join(lines)
 
 
@@ -274,20 +269,17 @@ def disk_readme_table(root: Path) -> str:
 
 def reference_readme_table(root: Path) -> str:
     """Our scoring against the reference execution (bench_reference_2threads.json)."""
-    path = root.parent / "bench" / "results" / "bench_reference_2threads.json"
-    if not path.is_file():
+    doc = _bench(root, "bench_reference_2threads")
+    if doc is None:
         return "Not measured yet (`bench/results/bench_reference_2threads.json`)."
-    doc = read_json(path)
     rows = [r for r in doc["results"] if r.get("unit") == "cubes"]
     ratios = [r for r in doc["results"] if "ratio" in r]
     lines = ["| execution | cubes/s |", "|---|---|"]
     lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
     lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
-    machine = doc["machine"]
-    flags = ", ".join(machine.get("cpu_flags", [])) or "none recorded"
     lines.append(
         f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; "
-        f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads')} threads."
+        f"{_machine_line(doc['machine'])}."
     )
     return "\n".join(lines)
 
