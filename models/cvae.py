@@ -21,6 +21,7 @@ residual stacks blow up (KL ~1e9 and saturated outputs at step 0, against ~3e2).
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,41 @@ def elu(x: torch.Tensor) -> torch.Tensor:
     return _CPUELU.apply(x)
 
 
+def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    """A bool tensor of `shape`, each element True with probability 1 - p (p in steps of 2^-16,
+    or 2^-15 for every second element). torch's CPU generator draws 31 uniform bits per int32,
+    so one draw serves two elements: 16 bits in its low half, 15 in its high half; that is about
+    4x faster than bernoulli_, which draws for every element."""
+    n = math.prod(shape)
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).view(-1, 2)
+    low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
+    thresholds = torch.empty(2, dtype=torch.int16)
+    thresholds[low] = round(p * 65536) - 32768  # low half: uniform over all int16 values
+    thresholds[high] = round(p * 32768)  # high half: uniform over 0 ... 32767
+    return (bits >= thresholds).view(-1)[:n].view(shape)
+
+
+class Dropout(nn.Module):
+    """nn.Dropout(p) whose CPU training mask comes from keep_mask: the mask was a quarter of a
+    CVAE training step on CPU with bernoulli_. Other devices use F.dropout."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or self.p == 1.0:
+            return F.dropout(x, self.p, training=True)
+        return torch.where(keep_mask(x.shape, self.p), x * (1.0 / (1.0 - self.p)), 0.0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def latent_from(mean: torch.Tensor, sample: bool) -> torch.Tensor:
     """Unit-variance Gaussian latent: a sample q + N(0, 1), or the mean itself."""
     return mean + torch.randn_like(mean) if sample else mean
@@ -137,7 +173,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.skip_proj = WNConv2d(channels, channels, 1) if with_skip else None
         self.conv = WNConv2d(2 * channels if with_skip else channels, channels, 3)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         h = x

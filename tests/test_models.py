@@ -21,7 +21,14 @@ from models import (
     memae_loss,
     object_scores,
 )
-from models.cvae import PriorGenerator, WNConv2d, depth_to_space, space_to_depth
+from models.cvae import (
+    Dropout,
+    PriorGenerator,
+    WNConv2d,
+    depth_to_space,
+    keep_mask,
+    space_to_depth,
+)
 from models.losses import entropy_loss, gradient_loss, kl_loss
 from utils.config import load_config
 
@@ -408,3 +415,27 @@ def test_hf2vad_loss_keys_and_scores(model_type):
         torch.testing.assert_close(
             s_p, ((out["frame_pred"] - out["frame_target"]) ** 2).sum((1, 2, 3))
         )
+
+
+def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p():
+    torch.manual_seed(0)
+    keep = keep_mask(torch.Size([64, 257, 31]), 0.1)  # an odd count: the last draw is half used
+    assert keep.dtype == torch.bool and keep.shape == (64, 257, 31)
+    assert abs(keep.float().mean().item() - 0.9) < 0.002
+    pairs = keep.view(-1)[: keep.numel() // 2 * 2].view(-1, 2).float().mean(0)
+    torch.testing.assert_close(pairs, torch.full((2,), 0.9), atol=0.003, rtol=0)  # both halves
+    assert abs(keep_mask(torch.Size([100_000]), 0.5).float().mean().item() - 0.5) < 0.01
+
+
+def test_cpu_dropout_scales_kept_elements_and_passes_gradients_through_them():
+    drop = Dropout(0.25).train()
+    x = torch.randn(8, 16, 12, 12, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / 0.75)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.75)
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.5)

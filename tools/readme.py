@@ -284,6 +284,25 @@ def reference_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def training_reference_readme_table(root: Path) -> str:
+    """Our training steps against the reference execution's (bench_training_2threads.json)."""
+    doc = _bench(root, "bench_training_2threads")
+    if doc is None:
+        return "Not measured yet (`bench/results/bench_training_2threads.json`)."
+    rows = [r for r in doc["results"] if r.get("unit") == "samples"]
+    ratios = [r for r in doc["results"] if "ratio" in r]
+    lines = ["| training step | samples/s |", "|---|---|"]
+    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
+    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
+    settings = doc["settings"]
+    lines.append(
+        f"\nBatch {settings['batch']}, random weights at the paper's size; stage 2's rows of ours "
+        f"include its reconstructions, computed once, spread over {settings['recon_epochs']} "
+        f"epochs; {_machine_line(doc['machine'])}."
+    )
+    return "\n".join(lines)
+
+
 def ceiling_readme_text(root: Path) -> str:
     """How close the fastest executions run to this machine's matrix-product ceiling, from
     bench_reference_2threads.json (GFLOP per cube counted there, matrix products timed there)."""
@@ -445,6 +464,7 @@ README_TABLES = {
     "ped2": ped2_readme_table,
     "preprocess": preprocess_readme_table,
     "reference": reference_readme_table,
+    "training reference": training_reference_readme_table,
     "disk": disk_readme_table,
     "speed": speed_readme_table,
     "trained speed": trained_speed_readme_table,
