@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import base_parser, save, setup
-from engine.run_dir import eval_checkpoint_path
+from engine.run_dir import RunLayout
 from evaluation.protocol import evaluate
 from inference.export_run import rank_correlation, relative_change
 from inference.trained_run import run_config_path
@@ -42,7 +42,7 @@ VARIANTS = {
 def linked_run(run_dir: Path, cfg, tmp: Path) -> Path:
     """A run directory in `tmp` whose checkpoint and appearance bank link to the run's, with
     copies of the statistics cached beside the checkpoint (each names what it belongs to)."""
-    ckpt = eval_checkpoint_path(cfg)
+    ckpt = RunLayout.from_config(cfg).eval_checkpoint_path()
     copy = tmp / "run"
     target = copy / ckpt.relative_to(run_dir)
     target.parent.mkdir(parents=True)

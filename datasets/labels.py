@@ -16,6 +16,7 @@ scipy.io.loadmat (which does not execute code).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,32 +28,41 @@ from datasets.frames import numbered_frames
 LABEL_FORMATS = ("none", "npy_masks", "mat_intervals", "pixel_masks")
 
 
-def label_source(cfg) -> Path:
-    return Path(cfg.data.root) / cfg.data.dataset / cfg.data.label_path
+@dataclass(frozen=True)
+class LabelSource:
+    """Where a dataset's frame labels are and in which format; `truncate`: labels are cut to
+    the frames the videos were cut to (data.max_frames set)."""
 
+    path: Path
+    format: str
+    truncate: bool = False
 
-def load_labels(cfg, videos: list[str], num_frames: list[int]) -> dict[str, np.ndarray | None]:
-    """Frame labels per video: uint8 [num_frames] (1 = abnormal), or None when unknown.
+    def __post_init__(self) -> None:
+        if self.format not in LABEL_FORMATS:
+            raise ValueError(
+                f"data.label_format is {self.format!r}; valid choices: {list(LABEL_FORMATS)}"
+            )
 
-    With `data.max_frames` set, labels are cut to the frames the videos were cut to.
-    """
-    fmt = cfg.data.label_format
-    if fmt not in LABEL_FORMATS:
-        raise ValueError(f"data.label_format is {fmt!r}; valid choices: {list(LABEL_FORMATS)}")
-    if len(videos) != len(num_frames):
-        raise ValueError(f"{len(videos)} video names but {len(num_frames)} frame counts")
-    if fmt == "none":
-        return {name: None for name in videos}
-    source = label_source(cfg)
-    loaders = {"npy_masks": _npy_masks, "mat_intervals": _mat_intervals, "pixel_masks": _pixel}
-    raw = loaders[fmt](source, videos, num_frames)
-    out = {}
-    for name, count in zip(videos, num_frames):
-        labels, origin = raw[name]
-        if labels is not None:
-            labels = _fit_length(labels, count, origin, truncate=bool(cfg.data.max_frames))
-        out[name] = labels
-    return out
+    @classmethod
+    def from_config(cls, cfg) -> LabelSource:
+        path = Path(cfg.data.root) / cfg.data.dataset / cfg.data.label_path
+        return cls(path, cfg.data.label_format, bool(cfg.data.max_frames))
+
+    def load(self, videos: list[str], num_frames: list[int]) -> dict[str, np.ndarray | None]:
+        """Frame labels per video: uint8 [num_frames] (1 = abnormal), or None when unknown."""
+        if len(videos) != len(num_frames):
+            raise ValueError(f"{len(videos)} video names but {len(num_frames)} frame counts")
+        if self.format == "none":
+            return {name: None for name in videos}
+        loaders = {"npy_masks": _npy_masks, "mat_intervals": _mat_intervals, "pixel_masks": _pixel}
+        raw = loaders[self.format](self.path, videos, num_frames)
+        out = {}
+        for name, count in zip(videos, num_frames):
+            labels, origin = raw[name]
+            if labels is not None:
+                labels = _fit_length(labels, count, origin, truncate=self.truncate)
+            out[name] = labels
+        return out
 
 
 def _fit_length(labels: np.ndarray, count: int, origin: str, truncate: bool) -> np.ndarray:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from datasets import WithFlowRecon, train_val_cubes
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
-from engine.run_dir import stage_dir
+from engine.run_dir import RunLayout
 from engine.trainer import Stage, autocast, finished, fit, to_device
 from models import build_loss, build_memae, build_model, memae_loss, model_type
 from utils.misc import seed_everything
@@ -50,7 +50,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
     stage = Stage(
         "stage1",
         cfg.stage1,
-        stage_dir(cfg, 1),
+        RunLayout.from_config(cfg).stage_dir(1),
         memae,
         "memae",
         dataset,
@@ -84,7 +84,7 @@ def _init_weights(cfg, model, stage: int) -> str:
     from stage 2's whole model."""
     if stage == 2 and model.memae is None:
         return ""
-    path = stage_dir(cfg, stage - 1) / f"{cfg.train.init_from}.pth"
+    path = RunLayout.from_config(cfg).stage_dir(stage - 1) / f"{cfg.train.init_from}.pth"
     if stage == 2 and cfg.train.stage1_from:
         path = Path(cfg.train.stage1_from)
     ckpt = load_checkpoint(path, cfg)
@@ -150,7 +150,8 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     criterion = build_loss(loss_cfg)
     stage_cfg = cfg[f"stage{stage}"]
     dataset, val_dataset = train_val_cubes(cfg, stage_cfg.max_cubes)
-    skip = resume and finished(stage_dir(cfg, stage), stage_cfg.num_epochs)  # fit() says so
+    out_dir = RunLayout.from_config(cfg).stage_dir(stage)
+    skip = resume and finished(out_dir, stage_cfg.num_epochs)  # fit() says so
     if stage == 2 and model.memae is not None and not skip:
         memae = model.memae.to(ctx.device)
         dataset = WithFlowRecon(
@@ -171,7 +172,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     run = Stage(
         f"stage{stage}",
         stage_cfg,
-        stage_dir(cfg, stage),
+        out_dir,
         model,
         "hf2vad",
         dataset,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from datasets import open_cubes
-from engine.run_dir import eval_dir
+from engine.run_dir import RunLayout
 from inference.thresholds import far_quantile, training_frame_scores
 from inference.trained_run import TrainedRun, trained_run_from_config
 from utils.io import write_json
@@ -81,7 +81,7 @@ def deployment_check(cfg, run: TrainedRun | None = None) -> dict:
         )
     for warning in doc["warnings"]:
         get_logger().warning(warning)
-    write_json(eval_dir(cfg) / "deployment.json", doc)
+    write_json(RunLayout.from_config(cfg).eval_dir / "deployment.json", doc)
     return doc
 
 

@@ -14,15 +14,9 @@ from sklearn.metrics import roc_curve
 
 from datasets import open_cubes
 from datasets.cubes import cube_dir
-from datasets.labels import load_labels
+from datasets.labels import LabelSource
 from engine.checkpoint import checkpoint_identity
-from engine.run_dir import (
-    eval_dir,
-    kept_epoch_checkpoints,
-    record_times,
-    stage_dir,
-    stages_for,
-)
+from engine.run_dir import RunLayout
 from inference.trained_run import trained_run_from_config
 from scoring.frame_scores import (
     FrameProtocol,
@@ -64,7 +58,7 @@ class ObjectTable:
 
 
 def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
-    by_name = load_labels(cfg, list(videos), list(num_frames))
+    by_name = LabelSource.from_config(cfg).load(list(videos), list(num_frames))
     return [by_name[name] for name in videos]
 
 
@@ -430,7 +424,7 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
         path=str(run.ckpt_path),
         selection=_selection(cfg, run.ckpt, run.ckpt_path),
     )
-    out_dir = out_dir or eval_dir(cfg)
+    out_dir = out_dir or RunLayout.from_config(cfg).eval_dir
     metrics = _report(
         cfg,
         table,
@@ -451,11 +445,12 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
 def record_eval_times(cfg, metrics: dict, seconds: float) -> None:
     """Append an evaluation's time to <run_dir>/pipeline_times.json, the pass over the training
     cubes apart when it ran."""
+    layout = RunLayout.from_config(cfg)
     stats_seconds = metrics["seconds_train_stats"]
     if stats_seconds is not None:
-        record_times(cfg, {"train_stats": stats_seconds})
+        layout.record_times({"train_stats": stats_seconds})
         seconds -= stats_seconds
-    record_times(cfg, {"eval": seconds})
+    layout.record_times({"eval": seconds})
 
 
 def evaluate_epochs(cfg) -> dict:
@@ -465,14 +460,16 @@ def evaluate_epochs(cfg) -> dict:
     Ped2 model (docs/method.md §5): report it only next to the label-free checkpoint, and say so.
     Writes eval/epochs/<epoch_NNN>/ (no plots) and eval/epochs.json.
     """
-    paths = kept_epoch_checkpoints(cfg)
+    layout = RunLayout.from_config(cfg)
+    paths = layout.kept_epoch_checkpoints()
     if not paths:
-        folder = stage_dir(cfg, stages_for(cfg)[-1])
-        raise FileNotFoundError(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
+        raise FileNotFoundError(
+            f"no epoch_NNN.pth in {layout.final_stage_dir}: train with train.keep_epochs=true"
+        )
     rows = []
     for path in paths:
         epoch_cfg = replaced(cfg, {"eval.checkpoint": str(path), "eval.plots": False})
-        metrics = evaluate(epoch_cfg, out_dir=eval_dir(cfg) / "epochs" / path.stem)
+        metrics = evaluate(epoch_cfg, out_dir=layout.eval_dir / "epochs" / path.stem)
         rows.append(
             {
                 "epoch": metrics["checkpoint"]["epoch"],
@@ -493,13 +490,13 @@ def evaluate_epochs(cfg) -> dict:
         "note": "selected_on_test_labels picks the epoch by test micro AUROC (the authors' Ped2 "
         "selection); it is an optimistic number, not a label-free result",
     }
-    write_json(eval_dir(cfg) / "epochs.json", doc)
+    write_json(layout.eval_dir / "epochs.json", doc)
     return doc
 
 
 def rescore(cfg) -> dict:
     """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run)."""
-    out_dir = eval_dir(cfg)
+    out_dir = RunLayout.from_config(cfg).eval_dir
     table, stats, ckpt_info = read_scores(out_dir / "scores.json", cfg)
     labels = _labels_in_order(cfg, table.videos, table.num_frames)
     results = configured_score_table(cfg, table, stats, labels)

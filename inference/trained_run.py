@@ -14,7 +14,7 @@ import torch
 from datasets import open_cubes
 from datasets.cubes import cube_dir
 from engine.checkpoint import checkpoint_identity, load_checkpoint, restore_model
-from engine.run_dir import eval_checkpoint_path
+from engine.run_dir import RunLayout
 from inference.runtimes import ExportedModel, exported_model
 from models import ScoringModel, build_model, scoring_model
 from models.export import export_onnx, read_metadata
@@ -159,7 +159,7 @@ def load_run(run_dir: str | Path, overrides: Iterable[str] = (), device: str | N
     if device is not None:
         changes["device"] = device
     cfg = replaced(cfg, changes)
-    ckpt_path = eval_checkpoint_path(cfg)
+    ckpt_path = RunLayout.from_config(cfg).eval_checkpoint_path()
     if not ckpt_path.is_file():
         raise DetectError(
             f"run directory {run_dir} has no trained model: {ckpt_path} is missing "
@@ -182,7 +182,7 @@ def load_trained_run(run_dir: str | Path, overrides: Iterable[str] = (), device:
 def trained_run_from_config(cfg) -> TrainedRun:
     """The trained model of the run that `cfg` describes (cfg.run_dir, eval.checkpoint), ready
     for scoring, with its training statistics (computed and cached when missing)."""
-    ckpt_path = eval_checkpoint_path(cfg)
+    ckpt_path = RunLayout.from_config(cfg).eval_checkpoint_path()
     ckpt = load_checkpoint(ckpt_path, cfg, map_location=resolve_device(cfg.device))
     model = build_model(cfg.model)
     restore_model(model, ckpt, ckpt_path)

@@ -8,7 +8,7 @@ import functools
 import time
 
 from engine.distributed import barrier, setup_distributed
-from engine.run_dir import record_times, stages_for
+from engine.run_dir import RunLayout
 from engine.stages import train_stage, train_stage1
 from evaluation.deployment import deployment_check, deployment_text
 from evaluation.protocol import evaluate, record_eval_times, results_table
@@ -23,6 +23,7 @@ def run_pipeline(cfg) -> dict | None:
     Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
     (steps that were cached or already finished are left out)."""
     ctx = setup_distributed(cfg)
+    layout = RunLayout.from_config(cfg)
     git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
     labelled = cfg.data.test_split is not None
@@ -32,13 +33,13 @@ def run_pipeline(cfg) -> dict | None:
         )
         summary = run_preprocess(cfg, splits=splits)
         if any(any(s["computed"].values()) for s in summary["splits"].values()):
-            record_times(cfg, {"preprocess": time.time() - tic})
+            layout.record_times({"preprocess": time.time() - tic})
     barrier()
-    for stage in stages_for(cfg):
+    for stage in layout.stages:
         train = train_stage1 if stage == 1 else functools.partial(train_stage, stage=stage)
         summary = train(cfg, resume=True)
         if summary["seconds"] > 0 and ctx.is_main:
-            record_times(cfg, {f"stage{stage}": summary["seconds"]})
+            layout.record_times({f"stage{stage}": summary["seconds"]})
     if not ctx.is_main:
         return None
     if not labelled:  # own footage: calibrate on normal videos instead of an AUROC

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from datasets.frames import list_videos, open_video, read_video
-from datasets.labels import load_labels
+from datasets.labels import LabelSource
 from utils.config import load_config
 
 
@@ -133,7 +133,7 @@ def label_cfg(root: Path, fmt: str, path: str, *more: str):
 
 def test_labels_none(tmp_path):
     cfg = label_cfg(tmp_path, "none", "x")
-    assert load_labels(cfg, ["a"], [5]) == {"a": None}
+    assert LabelSource.from_config(cfg).load(["a"], [5]) == {"a": None}
 
 
 def test_labels_npy_masks(tmp_path):
@@ -142,14 +142,14 @@ def test_labels_npy_masks(tmp_path):
     np.save(folder / "01.npy", np.array([0, 0, 1, 1, 0], np.uint8))
     np.save(folder / "02.npy", np.array([True, False, False, False, True]))
     cfg = label_cfg(tmp_path, "npy_masks", "gt")
-    labels = load_labels(cfg, ["01", "02", "03"], [5, 5, 5])
+    labels = LabelSource.from_config(cfg).load(["01", "02", "03"], [5, 5, 5])
     assert labels["01"].tolist() == [0, 0, 1, 1, 0] and labels["01"].dtype == np.uint8
     assert labels["02"].tolist() == [1, 0, 0, 0, 1]
     assert labels["03"] is None  # held-out labels: scored, left out of AUROC
     with pytest.raises(ValueError, match=r"01\.npy cover 5 frames but the video has 6"):
-        load_labels(cfg, ["01"], [6])
+        LabelSource.from_config(cfg).load(["01"], [6])
     short = label_cfg(tmp_path, "npy_masks", "gt", "data.max_frames=3")
-    assert load_labels(short, ["01"], [3])["01"].tolist() == [0, 0, 1]
+    assert LabelSource.from_config(short).load(["01"], [3])["01"].tolist() == [0, 0, 1]
 
 
 def test_labels_npy_refuses_pickles(tmp_path):
@@ -157,7 +157,7 @@ def test_labels_npy_refuses_pickles(tmp_path):
     folder.mkdir(parents=True)
     np.save(folder / "01.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="01.npy"):
-        load_labels(label_cfg(tmp_path, "npy_masks", "gt"), ["01"], [1])
+        LabelSource.from_config(label_cfg(tmp_path, "npy_masks", "gt")).load(["01"], [1])
 
 
 def save_gt(path: Path, entries: list) -> None:
@@ -179,17 +179,17 @@ def test_labels_mat_intervals(tmp_path):
         ],
     )
     cfg = label_cfg(tmp_path, "mat_intervals", "gt.mat")
-    labels = load_labels(cfg, ["a", "b", "c"], [6, 10, 4])
+    labels = LabelSource.from_config(cfg).load(["a", "b", "c"], [6, 10, 4])
     assert labels["a"].tolist() == [0, 0, 1, 1, 1, 0]
     assert labels["b"].tolist() == [1, 1, 0, 0, 0, 0, 0, 1, 1, 1]
     assert labels["c"].tolist() == [0, 0, 0, 0]
     with pytest.raises(ValueError, match=r"gt\.mat has 3 gt entries but there are 2 videos"):
-        load_labels(cfg, ["a", "b"], [6, 10])
+        LabelSource.from_config(cfg).load(["a", "b"], [6, 10])
     with pytest.raises(ValueError, match=r"gt\.mat: interval \[8, 10\] of video 'b'"):
-        load_labels(cfg, ["a", "b", "c"], [6, 9, 4])
+        LabelSource.from_config(cfg).load(["a", "b", "c"], [6, 9, 4])
     scipy.io.savemat(str(tmp_path / "toy" / "other.mat"), {"labels": np.zeros(3)})
     with pytest.raises(ValueError, match="no variable 'gt'"):
-        load_labels(label_cfg(tmp_path, "mat_intervals", "other.mat"), ["a"], [3])
+        LabelSource.from_config(label_cfg(tmp_path, "mat_intervals", "other.mat")).load(["a"], [3])
 
 
 def test_labels_pixel_masks(tmp_path):
@@ -202,14 +202,14 @@ def test_labels_pixel_masks(tmp_path):
                 mask[4, 5] = 255  # one pixel is enough
             cv2.imwrite(str(folder / f"{name}_gt" / f"{k + 1:03d}.bmp"), mask)
     cfg = label_cfg(tmp_path, "pixel_masks", "gt")
-    labels = load_labels(cfg, ["Test001", "Test002", "Test003"], [5, 5, 5])
+    labels = LabelSource.from_config(cfg).load(["Test001", "Test002", "Test003"], [5, 5, 5])
     assert labels["Test001"].tolist() == [0, 0, 1, 1, 0]
     assert labels["Test002"].tolist() == [0] * 5
     assert labels["Test003"] is None
     with pytest.raises(ValueError, match="Test001_gt cover 5 frames but the video has 4"):
-        load_labels(cfg, ["Test001"], [4])
+        LabelSource.from_config(cfg).load(["Test001"], [4])
 
 
 def test_unknown_label_format(tmp_path):
     with pytest.raises(ValueError, match="valid choices"):
-        load_labels(label_cfg(tmp_path, "csv", "x"), ["a"], [3])
+        LabelSource.from_config(label_cfg(tmp_path, "csv", "x")).load(["a"], [3])

@@ -9,7 +9,7 @@ from scipy.ndimage import median_filter
 from sklearn.metrics import roc_auc_score
 
 from datasets.cubes import cube_dir
-from datasets.labels import load_labels
+from datasets.labels import LabelSource
 from pipeline.run import run_pipeline
 from tools.report import publish
 from utils.config import load_config
@@ -25,7 +25,7 @@ def flow_magnitude_baseline(cfg) -> float:
     video_idx = np.load(folder / "video_idx.npy")
     frame_idx = np.load(folder / "frame_idx.npy")
     magnitude = np.sqrt((np.asarray(flows[:, -1], np.float64) ** 2).sum(-1)).mean(axis=(1, 2))
-    labels = load_labels(cfg, manifest["videos"], manifest["num_frames"])
+    labels = LabelSource.from_config(cfg).load(manifest["videos"], manifest["num_frames"])
     scores, truth = [], []
     for v, (name, count) in enumerate(zip(manifest["videos"], manifest["num_frames"])):
         if labels[name] is None:

@@ -11,7 +11,7 @@ from data_paths import PED2
 
 from datasets import CubeDataset, cube_dir, open_cubes
 from datasets.frames import list_videos
-from datasets.labels import load_labels
+from datasets.labels import LabelSource
 from pre_process.boxes import BoxExtractor, ForegroundBoxes, merge_close, remove_covered
 from pre_process.cubes import crop_resize, write_split_cubes
 from pre_process.flow import (
@@ -399,7 +399,7 @@ def test_run_preprocess_synthetic_caches_and_resumes(tmp_path):
     cubes = CubeDataset(cube_dir(cfg, "testing"))
     assert cubes.manifest["frame_size"] == [48, 64] and cubes.num_frames == [10, 10]
     assert cubes.manifest["config"]["preprocess"]["flow"]["method"] == "dis"
-    labels = load_labels(cfg, cubes.videos, cubes.num_frames)
+    labels = LabelSource.from_config(cfg).load(cubes.videos, cubes.num_frames)
     assert all(v.shape == (10,) for v in labels.values())
     assert (tmp_path / "cache" / "config.yaml").is_file()
     assert (tmp_path / "cache" / "preprocess_summary.json").is_file()
@@ -472,7 +472,7 @@ def test_ped2_two_videos(tmp_path):
         assert 0.05 < float(item["frames"].mean()) < 0.95
         box = data.boxes[len(data) // 2]
         assert 0 <= box[0] < box[2] <= 360 and 0 <= box[1] < box[3] <= 240
-    labels = load_labels(cfg, ["01", "02"], [30, 30])
+    labels = LabelSource.from_config(cfg).load(["01", "02"], [30, 30])
     assert labels["01"].shape == (30,)
     videos = list_videos(cfg.data, "testing")
     assert [v.source.name for v in videos] == ["01", "02"]

@@ -151,18 +151,19 @@ def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path):
 def test_runs_can_share_a_stage_1(tiny_cfg, tmp_path):
     """train.stage1_from: a memae run evaluates another run's stage 1; a hybrid trains stages 2
     and 3 from it; neither trains a stage 1 of its own."""
-    from engine.run_dir import eval_checkpoint_path, stages_for
+    from engine.run_dir import RunLayout
 
     train_stage1(tiny_cfg("stage1.num_epochs=1"))
     shared = str(tmp_path / "run" / "stage1" / "best.pth")
     memae = tiny_cfg("model.type=memae", f"train.stage1_from={shared}", "run_dir=" + str(tmp_path))
-    assert stages_for(memae) == [] and str(eval_checkpoint_path(memae)) == shared
+    layout = RunLayout.from_config(memae)
+    assert list(layout.stages) == [] and str(layout.eval_checkpoint_path()) == shared
     with pytest.raises(ValueError, match="train.stage1_from"):
         train_stage1(memae)
     hybrid = tiny_cfg(
         f"train.stage1_from={shared}", f"run_dir={tmp_path / 'k2'}", "model.num_recon_flows=2"
     )
-    assert stages_for(hybrid) == [2, 3]
+    assert list(RunLayout.from_config(hybrid).stages) == [2, 3]
     train_stage(hybrid, 2)
     start = load_checkpoint(shared)["model"]
     trained = load_checkpoint(tmp_path / "k2" / "stage2" / "last.pth")["model"]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from datasets import CubeDataset, open_cubes
 from engine.checkpoint import checkpoint_identity
-from engine.run_dir import kept_epoch_checkpoints, stage_dir, stages_for
+from engine.run_dir import RunLayout
 from inference.trained_run import load_run, run_config_path
 from models import model_type
 from tools.report import motion_epochs_table
@@ -135,9 +135,10 @@ def check_run(run_dir: Path, split: str | None, num_cubes: int, checkpoint=None)
 def kept_epochs(run_dir: Path) -> list[Path]:
     """The epoch_NNN.pth of the run's final stage, in order (needs train.keep_epochs)."""
     cfg = replaced(load_config(run_config_path(run_dir)), {"run_dir": str(run_dir)})
-    paths = kept_epoch_checkpoints(cfg)
+    layout = RunLayout.from_config(cfg)
+    paths = layout.kept_epoch_checkpoints()
     if not paths:
-        folder = stage_dir(cfg, stages_for(cfg)[-1])
+        folder = layout.final_stage_dir
         raise SystemExit(f"no epoch_NNN.pth in {folder}: train with train.keep_epochs=true")
     return paths
 

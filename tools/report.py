@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from datasets.frames import list_videos
-from engine.run_dir import stages_for
+from engine.run_dir import RunLayout
 from utils.cli import run_cli
 from utils.config import as_config
 from utils.io import atomic_write_text, read_json
@@ -133,7 +133,7 @@ def _seconds(value) -> str:
 
 def _config_summary(cfg: dict) -> list[str]:
     rows = []
-    for stage in stages_for(as_config(cfg)):
+    for stage in RunLayout.from_config(as_config(cfg)).stages:
         s = cfg[f"stage{stage}"]
         rows.append(
             f"- stage {stage}: {s['num_epochs']} epoch(s), batch {s['batch_size']}, "
