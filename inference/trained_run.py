@@ -36,7 +36,7 @@ from scoring.statistics import (
     training_object_errors,
     training_statistics,
 )
-from scoring.weights import Weights, primary_score, score_weights, uses_appearance
+from scoring.weights import ScoreSet, Weights
 from utils.config import Config, load_config, replaced
 from utils.misc import resolve_device
 
@@ -89,7 +89,7 @@ class TrainedRun:
     @property
     def weights(self) -> Weights:
         """(w_r, w_p, w_a) of eval.py's main score (a missing branch has weight 0)."""
-        return score_weights(self.cfg)[primary_score(self.cfg)]
+        return ScoreSet.from_config(self.cfg).primary_weights
 
     def fuse(
         self, s_r: np.ndarray, s_p: np.ndarray, boxes=None, frame_size=None, s_a=None
@@ -112,7 +112,8 @@ class TrainedRun:
         """S_a of objects from their target-frame crops uint8 [N, H, W, 3] (None when off)."""
         if self.appearance is None:
             return None
-        return self.appearance.novelty(grey_crops(target_frames))
+        bf16 = self.scoring.precision == torch.bfloat16
+        return self.appearance.novelty(grey_crops(target_frames), bf16=bf16)
 
     def stream(self, frames):
         """StreamFrames (boxes, flow, cubes) of `frames` with the run's pre-processing."""
@@ -197,7 +198,7 @@ def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
         model = exported_scoring_model(cfg, model, ckpt, ckpt_path)
     run = TrainedRun(cfg, model, {}, ckpt, ckpt_path, device)
     run.stats = _training_stats(run)
-    if uses_appearance(cfg):
+    if ScoreSet.from_config(cfg).uses_appearance:
         run.appearance, run.train_s_a = _appearance(cfg)
         run.stats = dict(
             run.stats, mean_a=float(run.train_s_a.mean()), std_a=float(run.train_s_a.std())

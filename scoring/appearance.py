@@ -16,6 +16,7 @@ own video left out, as a test object is scored against videos it is not part of.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,20 +68,31 @@ class AppearanceBank:
             )
         self._features = appearance_features(self.crops)
 
-    def novelty(self, crops: np.ndarray, video_idx: np.ndarray | None = None) -> np.ndarray:
+    def novelty(
+        self, crops: np.ndarray, video_idx: np.ndarray | None = None, bf16: bool = False
+    ) -> np.ndarray:
         """S_a float64 [N] of grey crops [N, H, W]; with `video_idx` [N], bank objects of a
-        query's own video are left out (the training statistics)."""
+        query's own video are left out (the training statistics). `bf16`: the similarities in
+        bfloat16 (float32 sums; S_a moves by about 1e-4, the product runs ~4x faster on a CPU
+        with bf16 matrix units), as scoring in bf16 does."""
         queries = appearance_features(crops)
+        features = self._features
+        if bf16:
+            queries, features = queries.bfloat16(), self._bf16_features
         bank_videos = torch.as_tensor(self.video_idx)
         out = []
         for start in range(0, len(queries), QUERY_BLOCK):
-            sim = queries[start : start + QUERY_BLOCK] @ self._features.T
+            sim = (queries[start : start + QUERY_BLOCK] @ features.T).float()
             if video_idx is not None:
                 own = torch.as_tensor(np.asarray(video_idx[start : start + QUERY_BLOCK]))
                 sim[own[:, None] == bank_videos[None]] = -2.0
             top = sim.topk(self.k, dim=1).values
             out.append((1.0 - top.mean(dim=1)).double())
         return torch.cat(out).numpy() if out else np.zeros(0)
+
+    @functools.cached_property
+    def _bf16_features(self) -> torch.Tensor:
+        return self._features.bfloat16()
 
 
 def bank_identity(data_fingerprint: str, val_videos: list[str], k: int) -> dict:

@@ -56,6 +56,8 @@ def test_novelty_of_seen_unseen_and_own_video_objects():
     assert k2 > seen  # the mean over the two nearest crops
     with pytest.raises(ValueError, match="appearance_k"):
         AppearanceBank(bars([1, 2]), np.zeros(2), k=3)
+    queries = np.concatenate([bars([3, 10, 13, 20]), checker[None]])
+    np.testing.assert_allclose(bank.novelty(queries, bf16=True), bank.novelty(queries), atol=2e-3)
 
 
 def test_bank_cache_belongs_to_its_identity(tmp_path):
