@@ -32,7 +32,7 @@ from scoring.statistics import (
     STAT_KEYS,
     collect_object_scores,
 )
-from scoring.weights import Weights, primary_score, score_weights
+from scoring.weights import ScoreSet, Weights
 from utils.config import replaced, save_config
 from utils.fingerprint import CheckpointError, check_fingerprints, fingerprints
 from utils.io import finite_or_none, folder_lock, read_json, write_json
@@ -107,7 +107,7 @@ def configured_score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict
     """score_table with the weights, protocol and border setting of `cfg`."""
     margin = cfg.eval.border_margin if cfg.eval.border_stats else None
     protocol = FrameProtocol.from_config(cfg)
-    return score_table(table, stats, labels, score_weights(cfg), protocol, margin)
+    return score_table(table, stats, labels, ScoreSet.from_config(cfg).weights, protocol, margin)
 
 
 def check_border_groups(stats: dict, margin: float) -> None:
@@ -146,7 +146,7 @@ def _baseline(flows_path: Path, protocol: FrameProtocol, table: ObjectTable, lab
 
 def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: dict) -> dict:
     """The scores.json content (see README): per video frame scores, labels and objects."""
-    main = results[primary_score(cfg)]
+    main = results[ScoreSet.from_config(cfg).primary]
     order = np.lexsort((table.frame_idx, table.video_idx))
     videos = []
     for v, name in enumerate(table.videos):
@@ -170,7 +170,7 @@ def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: 
         )
     return {
         "format": SCORES_FORMAT,
-        "score": primary_score(cfg),
+        "score": ScoreSet.from_config(cfg).primary,
         "w_r": main["w_r"],
         "w_p": main["w_p"],
         "w_a": main.get("w_a", 0.0),
@@ -274,7 +274,7 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
     return {
         "name": cfg.name,
         "model_type": cfg.model.type,
-        "main_score": primary_score(cfg),
+        "main_score": ScoreSet.from_config(cfg).primary,
         "auroc_unit": "percent",
         "scores": scores,
         "baseline_flow_magnitude": summary(baseline),
@@ -350,7 +350,8 @@ def write_plots(
             curves[name] = (fpr, tpr, entry["summary"]["micro_auroc"])
     if curves:
         plot_roc(curves, out_dir / "roc.png")
-    main = results[primary_score(cfg)]
+    primary = ScoreSet.from_config(cfg).primary
+    main = results[primary]
     per_video = main["summary"]["per_video_auroc"]
     for v, name in enumerate(table.videos):
         plot_anomaly_curve(
@@ -369,7 +370,7 @@ def write_plots(
         rows = _grid_rows(model, dataset, table, main["object"], indices, device)
         plot_object_grid(
             rows,
-            f"{which}-scoring test objects ({primary_score(cfg)} score)",
+            f"{which}-scoring test objects ({primary} score)",
             out_dir / f"objects_{which}.png",
         )
 
@@ -480,7 +481,7 @@ def evaluate_epochs(cfg) -> dict:
                 },
             }
         )
-    main = primary_score(cfg)
+    main = ScoreSet.from_config(cfg).primary
     best = max(rows, key=lambda row: row[main]["micro_auroc"] or 0.0)
     doc = {
         "main_score": main,

@@ -36,7 +36,7 @@ from scoring.frame_scores import (
     fuse_scores,
     touches_border,
 )
-from scoring.weights import score_weights
+from scoring.weights import ScoreSet
 from utils.cli import run_cli
 from utils.io import write_json
 
@@ -230,7 +230,7 @@ def main(argv=None) -> None:
     det = load_trained_run(args.run)
     work = args.work or args.run / "standin"
     items = make_standin(det.cfg, work / "frames")
-    result = score_standin(det, items, work / "scores", score_weights(det.cfg))
+    result = score_standin(det, items, work / "scores", ScoreSet.from_config(det.cfg).weights)
     write_json(args.out or args.run / "eval" / "standin.json", result)
     if args.preview:
         write_preview(items, args.preview)
