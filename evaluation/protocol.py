@@ -13,10 +13,10 @@ import torch
 from sklearn.metrics import roc_curve
 
 from datasets import open_cubes
-from datasets.cubes import cube_dir
 from datasets.labels import LabelSource
 from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
+from evaluation.settings import EvalSettings
 from inference.trained_run import trained_run_from_config
 from scoring.frame_scores import (
     FrameProtocol,
@@ -57,8 +57,8 @@ class ObjectTable:
     s_a: np.ndarray | None = None  # appearance novelty, with eval.w_a > 0
 
 
-def _labels_in_order(cfg, videos, num_frames) -> list[np.ndarray | None]:
-    by_name = LabelSource.from_config(cfg).load(list(videos), list(num_frames))
+def _labels_in_order(source: LabelSource, videos, num_frames) -> list[np.ndarray | None]:
+    by_name = source.load(list(videos), list(num_frames))
     return [by_name[name] for name in videos]
 
 
@@ -103,11 +103,16 @@ def score_table(
     return results
 
 
-def configured_score_table(cfg, table: ObjectTable, stats: dict, labels) -> dict:
-    """score_table with the weights, protocol and border setting of `cfg`."""
-    margin = cfg.eval.border_margin if cfg.eval.border_stats else None
-    protocol = FrameProtocol.from_config(cfg)
-    return score_table(table, stats, labels, ScoreSet.from_config(cfg).weights, protocol, margin)
+def configured_score_table(settings: EvalSettings, table: ObjectTable, stats: dict, labels) -> dict:
+    """score_table with the weights, protocol and border setting of an evaluation."""
+    return score_table(
+        table,
+        stats,
+        labels,
+        settings.scores.weights,
+        settings.protocol,
+        settings.border_margin,
+    )
 
 
 def check_border_groups(stats: dict, margin: float) -> None:
@@ -144,9 +149,12 @@ def _baseline(flows_path: Path, protocol: FrameProtocol, table: ObjectTable, lab
     }
 
 
-def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: dict) -> dict:
+def scores_document(
+    settings: EvalSettings, table: ObjectTable, stats, labels, results, ckpt_info: dict
+) -> dict:
     """The scores.json content (see README): per video frame scores, labels and objects."""
-    main = results[ScoreSet.from_config(cfg).primary]
+    main = results[settings.scores.primary]
+    protocol = settings.protocol
     order = np.lexsort((table.frame_idx, table.video_idx))
     videos = []
     for v, name in enumerate(table.videos):
@@ -170,34 +178,38 @@ def scores_document(cfg, table: ObjectTable, stats, labels, results, ckpt_info: 
         )
     return {
         "format": SCORES_FORMAT,
-        "score": ScoreSet.from_config(cfg).primary,
+        "score": settings.scores.primary,
         "w_r": main["w_r"],
         "w_p": main["w_p"],
         "w_a": main.get("w_a", 0.0),
-        "drop_first": cfg.eval.drop_first,
-        "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
-        "border_stats": bool(cfg.eval.border_stats),
+        "drop_first": protocol.drop_first,
+        "smoothing": {
+            "smoothing": protocol.smoothing,
+            "window": protocol.window,
+            "sigma": protocol.sigma,
+        },
+        "border_stats": settings.border_margin is not None,
         "frame_size": list(table.frame_size),
         "train_stats": saved_stats(stats),
         "checkpoint": ckpt_info,
-        "fingerprints": fingerprints(cfg, ckpt_info["module"]),
-        "config": cfg.to_dict(),
+        "fingerprints": fingerprints(settings.config, ckpt_info["module"]),
+        "config": settings.config,
         "videos": videos,
     }
 
 
-def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
-    """(objects, training statistics, checkpoint info) of a scores.json made for `cfg`; a
-    malformed file is an error naming it and what is wrong."""
+def read_scores(path: Path, settings: EvalSettings) -> tuple[ObjectTable, dict, dict]:
+    """(objects, training statistics, checkpoint info) of a scores.json made for an
+    evaluation with these settings; a malformed file is an error naming it and what is wrong."""
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT:
         raise CheckpointError(f"{path} is not a scores file of this project ({SCORES_FORMAT})")
     try:
         info = doc["checkpoint"]
         check_fingerprints(
-            doc["fingerprints"], doc["config"], cfg, info["module"], f"scores {path}"
+            doc["fingerprints"], doc["config"], settings.config, info["module"], f"scores {path}"
         )
-        table = _object_table(doc, cfg)
+        table = _object_table(doc, settings.test_cubes)
         stats = doc["train_stats"]
         for key in STAT_KEYS:
             float(stats[key])
@@ -209,7 +221,7 @@ def read_scores(path: Path, cfg) -> tuple[ObjectTable, dict, dict]:
     return table, stats, info
 
 
-def _object_table(doc: dict, cfg) -> ObjectTable:
+def _object_table(doc: dict, test_cubes: Path) -> ObjectTable:
     """The objects of a scores document; every per-object list of a video must be complete."""
     for video in doc["videos"]:
         objects = video["objects"]
@@ -234,20 +246,22 @@ def _object_table(doc: dict, cfg) -> ObjectTable:
         boxes=column("box", np.float64).reshape(-1, 4),
         videos=[v["name"] for v in doc["videos"]],
         num_frames=[int(v["num_frames"]) for v in doc["videos"]],
-        frame_size=tuple(doc.get("frame_size") or _test_frame_size(cfg)),
+        frame_size=tuple(doc.get("frame_size") or _test_frame_size(test_cubes)),
     )
 
 
-def _test_frame_size(cfg) -> tuple[int, int]:
+def _test_frame_size(test_cubes: Path) -> tuple[int, int]:
     """(height, width) of the test frames, from the test cubes' manifest."""
-    return tuple(read_json(cube_dir(cfg, cfg.data.test_split) / "manifest.json")["frame_size"])
+    return tuple(read_json(test_cubes / "manifest.json")["frame_size"])
 
 
 def _rounded(value):
     return None if value is None else round(100.0 * value, 3)
 
 
-def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_info, seconds) -> dict:
+def metrics_document(
+    settings: EvalSettings, table: ObjectTable, stats, results, baseline, ckpt_info, seconds
+) -> dict:
     """The metrics.json content: AUROC (%) per score, counts, statistics and timing."""
 
     def summary(entry):
@@ -272,22 +286,15 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
     )
     num_frames = int(sum(table.num_frames))
     return {
-        "name": cfg.name,
-        "model_type": cfg.model.type,
-        "main_score": ScoreSet.from_config(cfg).primary,
+        "name": settings.name,
+        "model_type": settings.model_type,
+        "main_score": settings.scores.primary,
         "auroc_unit": "percent",
         "scores": scores,
         "baseline_flow_magnitude": summary(baseline),
         "checkpoint": ckpt_info,
-        "deterministic": bool(cfg.model.deterministic),
-        "protocol": {
-            "drop_first": cfg.eval.drop_first,
-            "smoothing": cfg.eval.smoothing,
-            "window": cfg.eval.window,
-            "sigma": cfg.eval.sigma,
-            "border_stats": bool(cfg.eval.border_stats),
-            "border_margin": cfg.eval.border_margin,
-        },
+        "deterministic": settings.deterministic,
+        "protocol": settings.protocol_record(),
         "train_stats": saved_stats(stats),
         "num_videos": len(table.videos),
         "num_frames": num_frames,
@@ -300,10 +307,10 @@ def metrics_document(cfg, table: ObjectTable, stats, results, baseline, ckpt_inf
     }
 
 
-def _selection(cfg, ckpt: dict, ckpt_path: Path) -> str:
-    choice = cfg.eval.checkpoint
+def _selection(settings: EvalSettings, ckpt: dict, ckpt_path: Path) -> str:
+    choice = settings.layout.eval_checkpoint
     if choice == "best" and ckpt.get("selected_by") == "validation":
-        videos = ", ".join(cfg.train.val_videos)
+        videos = ", ".join(settings.val_videos)
         return f"best: lowest mean validation error (training videos {videos}; no test labels)"
     if choice == "best":
         return "best: lowest mean training loss of an epoch (no test labels used)"
@@ -339,7 +346,15 @@ def _grid_rows(model, dataset, table: ObjectTable, score: np.ndarray, indices, d
 
 
 def write_plots(
-    cfg, out_dir: Path, table, labels, results, baseline, model=None, dataset=None, device=None
+    settings: EvalSettings,
+    out_dir: Path,
+    table,
+    labels,
+    results,
+    baseline,
+    model=None,
+    dataset=None,
+    device=None,
 ) -> None:
     """roc.png, curves/<video>.png and (with the model) objects_highest/lowest.png."""
     curves = {}
@@ -350,7 +365,7 @@ def write_plots(
             curves[name] = (fpr, tpr, entry["summary"]["micro_auroc"])
     if curves:
         plot_roc(curves, out_dir / "roc.png")
-    primary = ScoreSet.from_config(cfg).primary
+    primary = settings.scores.primary
     main = results[primary]
     per_video = main["summary"]["per_video_auroc"]
     for v, name in enumerate(table.videos):
@@ -365,7 +380,7 @@ def write_plots(
     if model is None or len(table.s_r) == 0:
         return
     order = np.argsort(main["object"], kind="stable")
-    k = min(cfg.eval.num_grid_objects, len(order))
+    k = min(settings.num_grid_objects, len(order))
     for which, indices in (("highest", order[::-1][:k]), ("lowest", order[:k])):
         rows = _grid_rows(model, dataset, table, main["object"], indices, device)
         plot_object_grid(
@@ -375,17 +390,18 @@ def write_plots(
         )
 
 
-def _report(cfg, table, stats, labels, results, ckpt_info, seconds, out_dir, **plot_args) -> dict:
-    flows_path = cube_dir(cfg, cfg.data.test_split) / "flows.npy"
-    baseline = _baseline(flows_path, FrameProtocol.from_config(cfg), table, labels)
-    metrics = metrics_document(cfg, table, stats, results, baseline, ckpt_info, seconds)
-    write_json(
-        out_dir / "scores.json", scores_document(cfg, table, stats, labels, results, ckpt_info)
-    )
+def _report(
+    settings: EvalSettings, table, stats, labels, results, ckpt_info, seconds, out_dir, **plots
+) -> dict:
+    flows_path = settings.test_cubes / "flows.npy"
+    baseline = _baseline(flows_path, settings.protocol, table, labels)
+    metrics = metrics_document(settings, table, stats, results, baseline, ckpt_info, seconds)
+    scores = scores_document(settings, table, stats, labels, results, ckpt_info)
+    write_json(out_dir / "scores.json", scores)
     write_json(out_dir / "metrics.json", metrics)
-    save_config(cfg, out_dir / "config.yaml")
-    if cfg.eval.plots:
-        write_plots(cfg, out_dir, table, labels, results, baseline, **plot_args)
+    save_config(settings.config, out_dir / "config.yaml")
+    if settings.plots:
+        write_plots(settings, out_dir, table, labels, results, baseline, **plots)
     return metrics
 
 
@@ -399,6 +415,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
 def _evaluate(cfg, out_dir: Path | None) -> dict:
     logger = get_logger()
     set_cpu_threads(cfg)
+    settings = EvalSettings.from_config(cfg)
     run = trained_run_from_config(cfg)
     test = open_cubes(cfg, cfg.data.test_split)
     tic = time.time()
@@ -418,16 +435,16 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
         frame_size=tuple(test.manifest["frame_size"]),
         s_a=run.appearance_novelty(test.target_frames()),
     )
-    labels = _labels_in_order(cfg, table.videos, table.num_frames)
-    results = configured_score_table(cfg, table, run.stats, labels)
+    labels = _labels_in_order(settings.labels, table.videos, table.num_frames)
+    results = configured_score_table(settings, table, run.stats, labels)
     ckpt_info = dict(
         checkpoint_identity(run.ckpt),
         path=str(run.ckpt_path),
-        selection=_selection(cfg, run.ckpt, run.ckpt_path),
+        selection=_selection(settings, run.ckpt, run.ckpt_path),
     )
-    out_dir = out_dir or RunLayout.from_config(cfg).eval_dir
+    out_dir = out_dir or settings.layout.eval_dir
     metrics = _report(
-        cfg,
+        settings,
         table,
         run.stats,
         labels,
@@ -443,10 +460,9 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
     return metrics
 
 
-def record_eval_times(cfg, metrics: dict, seconds: float) -> None:
+def record_eval_times(layout: RunLayout, metrics: dict, seconds: float) -> None:
     """Append an evaluation's time to <run_dir>/pipeline_times.json, the pass over the training
     cubes apart when it ran."""
-    layout = RunLayout.from_config(cfg)
     stats_seconds = metrics["seconds_train_stats"]
     if stats_seconds is not None:
         layout.record_times({"train_stats": stats_seconds})
@@ -497,11 +513,12 @@ def evaluate_epochs(cfg) -> dict:
 
 def rescore(cfg) -> dict:
     """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run)."""
-    out_dir = RunLayout.from_config(cfg).eval_dir
-    table, stats, ckpt_info = read_scores(out_dir / "scores.json", cfg)
-    labels = _labels_in_order(cfg, table.videos, table.num_frames)
-    results = configured_score_table(cfg, table, stats, labels)
-    return _report(cfg, table, stats, labels, results, ckpt_info, 0.0, out_dir)
+    settings = EvalSettings.from_config(cfg)
+    out_dir = settings.layout.eval_dir
+    table, stats, ckpt_info = read_scores(out_dir / "scores.json", settings)
+    labels = _labels_in_order(settings.labels, table.videos, table.num_frames)
+    results = configured_score_table(settings, table, stats, labels)
+    return _report(settings, table, stats, labels, results, ckpt_info, 0.0, out_dir)
 
 
 def results_table(metrics: dict) -> str:
@@ -544,5 +561,5 @@ def run_evaluation(cfg, rescore_only: bool = False, all_epochs: bool = False) ->
     git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
     metrics = evaluate(cfg)
-    record_eval_times(cfg, metrics, time.time() - tic)
+    record_eval_times(RunLayout.from_config(cfg), metrics, time.time() - tic)
     return results_table(metrics)

@@ -48,6 +48,6 @@ def run_pipeline(cfg) -> dict | None:
         return doc
     tic = time.time()
     metrics = evaluate(cfg)
-    record_eval_times(cfg, metrics, time.time() - tic)
+    record_eval_times(layout, metrics, time.time() - tic)
     print(results_table(metrics))
     return metrics

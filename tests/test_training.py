@@ -9,6 +9,7 @@ import torch
 from engine.checkpoint import load_checkpoint
 from engine.stages import train_stage, train_stage1
 from evaluation.protocol import evaluate, evaluate_epochs, read_scores, rescore
+from evaluation.settings import EvalSettings
 from utils.fingerprint import CheckpointError
 
 
@@ -115,7 +116,7 @@ def test_evaluation_outputs(tiny_cfg, tmp_path):
         == again["scores"]["flow_reconstruction"]["micro_auroc"]
     )
     with pytest.raises(CheckpointError, match="scores .* other data settings"):
-        read_scores(out / "scores.json", tiny_cfg("data.dataset=avenue"))
+        read_scores(out / "scores.json", EvalSettings.from_config(tiny_cfg("data.dataset=avenue")))
 
 
 def test_single_branch_model_types(tiny_cfg, tmp_path):
