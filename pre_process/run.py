@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,41 @@ log = get_logger()
 
 def _settings(section) -> dict:
     return section.to_dict() if isinstance(section, Config) else dict(section)
+
+
+@dataclass(frozen=True)
+class PreprocessPlan:
+    """What pre-processing reads from the config, read once (`from_config`): where the cache
+    is, the data section (videos and frames), the box, flow and cube settings (sections that
+    their builders take), the worker count, whether flows are stored, and the settings the cube
+    manifests record."""
+
+    cache_dir: Path
+    data: Config
+    boxes: Config
+    flow: Config
+    cubes: Config
+    num_workers: int
+    store_flows: bool
+    recorded: dict  # {"data": ..., "preprocess": ...} as plain dicts
+
+    @classmethod
+    def from_config(cls, cfg) -> PreprocessPlan:
+        pre = cfg.preprocess
+        recorded = {"data": _settings(cfg.data), "preprocess": _settings(pre)}
+        return cls(
+            Path(cfg.data.cache_dir),
+            cfg.data,
+            pre.boxes,
+            pre.flow,
+            pre.cubes,
+            int(pre.num_workers),
+            bool(pre.store_flows),
+            recorded,
+        )
+
+    def cube_dir(self, split: str) -> Path:
+        return self.cache_dir / "cubes" / split
 
 
 def ensure_dataset(cfg) -> None:
@@ -97,25 +133,25 @@ def _box_video(
     return boxes
 
 
-def step_boxes(cfg, split: str, videos: list[Video], fingerprints: list, device) -> tuple:
+def step_boxes(
+    plan: PreprocessPlan, split: str, videos: list[Video], fingerprints: list, device
+) -> tuple:
     """Boxes of every video (cached per video). Returns (boxes per video, videos computed)."""
-    folder = Path(cfg.data.cache_dir) / "boxes" / split
+    folder = plan.cache_dir / "boxes" / split
     paths = [folder / f"{v.name}.json" for v in videos]
     result = [_read_boxes(p, f) for p, f in zip(paths, fingerprints)]
     todo = [k for k, r in enumerate(result) if r is None]
     if todo:
-        args = [
-            (videos[k], cfg.preprocess.boxes, str(device), paths[k], fingerprints[k]) for k in todo
-        ]
+        args = [(videos[k], plan.boxes, str(device), paths[k], fingerprints[k]) for k in todo]
         for k, boxes in zip(
             todo,
             _run_jobs(
                 _box_video,
                 args,
-                cfg,
+                plan.num_workers,
                 f"{split} boxes",
                 BoxExtractor,
-                (cfg.preprocess.boxes, device),
+                (plan.boxes, device),
             ),
         ):
             result[k] = boxes
@@ -148,33 +184,32 @@ def _flow_video(
     write_json(path.with_suffix(".json"), fingerprint)
 
 
-def step_flows(cfg, split: str, videos: list[Video], fingerprints: list, device) -> tuple:
+def step_flows(
+    plan: PreprocessPlan, split: str, videos: list[Video], fingerprints: list, device
+) -> tuple:
     """Flows of every video (cached per video). Returns (paths, videos computed)."""
-    folder = Path(cfg.data.cache_dir) / "flows" / split
+    folder = plan.cache_dir / "flows" / split
     paths = [folder / f"{v.name}.npy" for v in videos]
     todo = [k for k in range(len(videos)) if not _flow_current(paths[k], fingerprints[k])]
     if todo:
-        args = [
-            (videos[k], cfg.preprocess.flow, str(device), paths[k], fingerprints[k]) for k in todo
-        ]
+        args = [(videos[k], plan.flow, str(device), paths[k], fingerprints[k]) for k in todo]
         list(
             _run_jobs(
                 _flow_video,
                 args,
-                cfg,
+                plan.num_workers,
                 f"{split} flows",
                 build_flow_estimator,
-                (cfg.preprocess.flow, device),
+                (plan.flow, device),
             )
         )
     return paths, len(todo)
 
 
-def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
+def _run_jobs(job, args: list[tuple], workers: int, desc: str, make_tool, tool_args):
     """Run `job(*a)` for every a in `args`: here with one shared tool (detector / flow model)
-    and a per-frame progress bar, or in `preprocess.num_workers` processes (per-video bar)."""
+    and a per-frame progress bar, or in `workers` processes (per-video bar)."""
     total = sum(a[0].num_frames for a in args)
-    workers = cfg.preprocess.num_workers
     if workers > 0 and len(args) > 1:
         with (
             ProcessPoolExecutor(workers) as pool,
@@ -195,8 +230,7 @@ def _run_jobs(job, args: list[tuple], cfg, desc: str, make_tool, tool_args):
 # Cubes
 
 
-def _cubes_fingerprint(cfg, split, box_fps, flow_fps) -> str:
-    cube_cfg = cfg.preprocess.cubes
+def _cubes_fingerprint(cube_cfg, split, box_fps, flow_fps) -> str:
     return digest(
         {"cubes": _settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
     )
@@ -216,7 +250,7 @@ def _current_count(out_dir: Path, fingerprint: str) -> int | None:
     return None
 
 
-def _manifest(cfg, split, videos, boxes, fingerprint) -> dict:
+def _manifest(recorded: dict, split, videos, boxes, fingerprint) -> dict:
     return {
         "split": split,
         "videos": [v.name for v in videos],
@@ -225,21 +259,21 @@ def _manifest(cfg, split, videos, boxes, fingerprint) -> dict:
         "sources": [{"video": v.name, "source": str(v.source), "start": v.start} for v in videos],
         "num_boxes": [int(sum(len(b) for b in vb)) for vb in boxes],
         "fingerprint": fingerprint,
-        "config": {"data": _settings(cfg.data), "preprocess": _settings(cfg.preprocess)},
+        "config": recorded,
     }
 
 
-def step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps) -> tuple[int, bool]:
+def step_cubes(
+    plan: PreprocessPlan, split, videos, boxes, flow_paths, box_fps, flow_fps
+) -> tuple[int, bool]:
     """Cubes of a split. Returns (number of cubes, whether they were computed)."""
-    from datasets.cubes import cube_dir
-
-    out_dir = cube_dir(cfg, split)
-    cube_cfg = cfg.preprocess.cubes
-    fingerprint = _cubes_fingerprint(cfg, split, box_fps, flow_fps)
+    out_dir = plan.cube_dir(split)
+    cube_cfg = plan.cubes
+    fingerprint = _cubes_fingerprint(cube_cfg, split, box_fps, flow_fps)
     count = _current_count(out_dir, fingerprint)
     if count is not None:
         return count, False
-    manifest = _manifest(cfg, split, videos, boxes, fingerprint)
+    manifest = _manifest(plan.recorded, split, videos, boxes, fingerprint)
     sizes = {tuple(v.frame_size) for v in videos}
     if len(sizes) > 1:  # allowed (boxes are per video) but worth knowing
         log.info(f"{split}: videos have different frame sizes {sorted(sizes)}")
@@ -325,30 +359,29 @@ def _stream_part(
     write_json(folder / "done.json", fingerprint)
 
 
-def step_streamed_cubes(cfg, split, videos, boxes, box_fps, flow_fps, device) -> tuple[int, bool]:
+def step_streamed_cubes(
+    plan: PreprocessPlan, split, videos, boxes, box_fps, flow_fps, device
+) -> tuple[int, bool]:
     """Cubes of a split with flows computed on the fly and never written: one part per video
     (resumable; videos in `preprocess.num_workers` processes), then joined in video order, so
     the cubes equal those made with stored flows. Returns (number of cubes, computed)."""
-    from datasets.cubes import cube_dir
-
-    out_dir = cube_dir(cfg, split)
-    fingerprint = _cubes_fingerprint(cfg, split, box_fps, flow_fps)
+    out_dir = plan.cube_dir(split)
+    fingerprint = _cubes_fingerprint(plan.cubes, split, box_fps, flow_fps)
     count = _current_count(out_dir, fingerprint)
     if count is not None:
         return count, False
-    parts_dir = Path(cfg.data.cache_dir) / "cube_parts" / split
+    parts_dir = plan.cache_dir / "cube_parts" / split
     parts = [parts_dir / v.name for v in videos]
     part_fps = [
-        {"boxes": b, "flows": f, "cubes": _settings(cfg.preprocess.cubes)}
-        for b, f in zip(box_fps, flow_fps)
+        {"boxes": b, "flows": f, "cubes": _settings(plan.cubes)} for b, f in zip(box_fps, flow_fps)
     ]
     todo = [k for k in range(len(videos)) if not _part_current(parts[k], part_fps[k])]
     args = [
         (
             videos[k],
             boxes[k],
-            cfg.preprocess.flow,
-            cfg.preprocess.cubes,
+            plan.flow,
+            plan.cubes,
             str(device),
             parts[k],
             part_fps[k],
@@ -360,14 +393,14 @@ def step_streamed_cubes(cfg, split, videos, boxes, box_fps, flow_fps, device) ->
             _run_jobs(
                 _stream_part,
                 args,
-                cfg,
+                plan.num_workers,
                 f"{split} cubes (flows not stored)",
                 build_flow_estimator,
-                (cfg.preprocess.flow, device),
+                (plan.flow, device),
             )
         )
-    manifest = _manifest(cfg, split, videos, boxes, fingerprint)
-    count = _join_parts(out_dir, parts, manifest, cfg.preprocess.cubes)
+    manifest = _manifest(plan.recorded, split, videos, boxes, fingerprint)
+    count = _join_parts(out_dir, parts, manifest, plan.cubes)
     shutil.rmtree(parts_dir)
     if not any(parts_dir.parent.iterdir()):
         parts_dir.parent.rmdir()
@@ -398,31 +431,29 @@ def _join_parts(out_dir: Path, parts: list[Path], manifest: dict, cube_cfg) -> i
 # ---------------------------------------------------------------------------------------------
 
 
-def preprocess_split(cfg, split: str, device) -> dict:
+def preprocess_split(plan: PreprocessPlan, split: str, device) -> dict:
     """Boxes, flows and cubes of one split; returns its summary."""
-    videos = list_videos(cfg.data, split)
+    videos = list_videos(plan.data, split)
     num_frames = sum(v.num_frames for v in videos)
     inputs = [v.signature() for v in videos]
-    box_settings = dict(
-        hashed_settings(cfg.preprocess.boxes, "preprocess.boxes"), recipe=BOX_RECIPE_VERSION
-    )
+    box_settings = dict(hashed_settings(plan.boxes, "preprocess.boxes"), recipe=BOX_RECIPE_VERSION)
     box_fps = [{"settings": box_settings, "input": i} for i in inputs]
-    flow_settings = hashed_settings(cfg.preprocess.flow, "preprocess.flow")
+    flow_settings = hashed_settings(plan.flow, "preprocess.flow")
     flow_fps = [{"settings": flow_settings, "input": i} for i in inputs]
     seconds = {}
     tic = time.time()
-    boxes, boxes_done = step_boxes(cfg, split, videos, box_fps, device)
+    boxes, boxes_done = step_boxes(plan, split, videos, box_fps, device)
     seconds["boxes"] = time.time() - tic
     tic = time.time()
-    if cfg.preprocess.store_flows:
-        flow_paths, flows_done = step_flows(cfg, split, videos, flow_fps, device)
+    if plan.store_flows:
+        flow_paths, flows_done = step_flows(plan, split, videos, flow_fps, device)
         seconds["flows"] = time.time() - tic
         tic = time.time()
-        count, cubes_done = step_cubes(cfg, split, videos, boxes, flow_paths, box_fps, flow_fps)
+        count, cubes_done = step_cubes(plan, split, videos, boxes, flow_paths, box_fps, flow_fps)
     else:  # flows computed while the cubes are cut, never written
         seconds["flows"] = 0.0
         count, cubes_done = step_streamed_cubes(
-            cfg, split, videos, boxes, box_fps, flow_fps, device
+            plan, split, videos, boxes, box_fps, flow_fps, device
         )
         flows_done = cubes_done
     seconds["cubes"] = time.time() - tic
@@ -482,9 +513,10 @@ def run_preprocess(cfg, splits=None) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     save_config(cfg, cache / "config.yaml")
     device = resolve_device(cfg.device)
+    plan = PreprocessPlan.from_config(cfg)
     summary = {"dataset": cfg.data.dataset, "cache_dir": str(cache), "splits": {}}
     for split in splits:
-        summary["splits"][split] = preprocess_split(cfg, split, device)
+        summary["splits"][split] = preprocess_split(plan, split, device)
     summary["seconds"] = round(time.time() - tic, 2)
     frames = sum(s["frames"] for s in summary["splits"].values())
     summary["frames_per_second"] = round(frames / max(summary["seconds"], 1e-9), 2)
