@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.report import PAPER_FUSION, WITH_S_A, fmt2, published_score, recipe, score_label
+from tools.published import PAPER_FUSION, WITH_S_A, fmt2, published_score, recipe, score_label
 from utils.io import atomic_write_text, read_json
 
 

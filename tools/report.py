@@ -20,6 +20,15 @@ import yaml
 
 from datasets.frames import list_videos
 from engine.run_dir import RunLayout
+from tools.published import (
+    PAPER_FUSION,
+    WITH_S_A,
+    fmt2,
+    published_score,
+    recipe,
+    score_label,
+)
+from tools.readme import update_readme
 from utils.cli import run_cli
 from utils.config import as_config
 from utils.io import atomic_write_text, read_json
@@ -48,25 +57,6 @@ EVAL_FILES = (
     "objects_highest.png",
     "objects_lowest.png",
 )
-SCORE_NAMES = {
-    "fused": "fused S (w_r S_r + w_p S_p)",
-    "fused_without_appearance": "fused as in the paper (w_r S_r + w_p S_p, no S_a)",
-    "appearance": "S_a only (appearance novelty, ours)",
-    "flow_reconstruction": "S_r only (flow reconstruction)",
-    "frame_prediction": "S_p only (frame prediction)",
-}
-
-
-def score_label(name: str, score: dict) -> str:
-    """How a named score is shown; a fused score with S_a says so."""
-    if name == "fused" and score.get("w_a"):
-        return "fused S (w_r S_r + w_p S_p + w_a S_a, ours)"
-    return SCORE_NAMES.get(name, name)
-
-
-def fmt2(value) -> str:
-    """A percentage or a time with two decimals; a dash for a missing value."""
-    return "–" if value is None else f"{value:.2f}"
 
 
 def auroc_rows(metrics: dict, paper: tuple[str, float] | None) -> list[str]:
@@ -417,8 +407,6 @@ column "recipe" says how each row was trained and smoothed: `validated` = the sc
 medfilt as the authors'); `first` = the first CPU schedule (a fixed, short stage 2; checkpoints
 by training loss; edge-repeating median filter), kept until the row is rerun.
 """
-PAPER_FUSION = "fused_without_appearance"  # the paper's fused score when a run adds S_a
-WITH_S_A = "fused with S_a"  # a run's fused score, shown only when it adds S_a
 TABLE1 = [  # (row, paper %, result folder, score name; None = the run's main score)
     ("HF2-VAD", 99.3, "ped2_cpu", PAPER_FUSION),
     ("HF2-VAD + appearance novelty S_a (ours; the headline score)", None, "ped2_cpu", WITH_S_A),
@@ -441,32 +429,6 @@ ABLATION_ROWS = [  # (row, result folder): our own choices, each beside the CPU 
     ("flow in the authors' units (pixels of 1024x768 frames)", "ped2_cpu_flow_units"),
     ("whole frames instead of objects (Appendix D's mode)", "ped2_cpu_whole_frame"),
 ]
-
-
-def recipe(folder: Path) -> str:
-    """`validated` (validation split and early stopping) or `first` (the first CPU schedule),
-    read from the published config; plus the smoothing."""
-    path = folder / "config.yaml"
-    if not path.is_file():
-        return ""
-    cfg = yaml.safe_load(path.read_text())
-    name = "validated" if cfg["train"].get("val_videos") else "first"
-    return f"{name}, {cfg['eval']['smoothing']}"
-
-
-def published_score(folder: Path, score: str | None = None) -> dict | None:
-    """One score of a published result (its main score by default); None if not published."""
-    path = folder / "metrics.json"
-    if not path.is_file():
-        return None
-    scores = read_json(path)["scores"]
-    if score == PAPER_FUSION and score not in scores:
-        score = "fused"  # a run without S_a: its fused score is the paper's
-    if score == WITH_S_A:
-        score = "fused" if PAPER_FUSION in scores else None
-        if score is None:
-            return None
-    return scores.get(score or read_json(path)["main_score"])
 
 
 def _row(label: str, paper: float | None, result: dict | None, root: Path, folder: str) -> str:
@@ -653,8 +615,6 @@ def main(argv=None) -> None:
         print(gather(args.gather))
         return
     if args.readme:
-        from tools.readme import update_readme  # builds on this module's helpers
-
         update_readme(args.readme, Path("results"))
         print(args.readme)
         return

@@ -1,0 +1,60 @@
+"""Reading published results (results/<run>/): a run's scores and recipe, and how scores are
+named in the tables of results/README.md and README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from utils.io import read_json
+
+PAPER_FUSION = "fused_without_appearance"  # the paper's fused score when a run adds S_a
+WITH_S_A = "fused with S_a"  # a run's fused score, shown only when it adds S_a
+
+
+SCORE_NAMES = {
+    "fused": "fused S (w_r S_r + w_p S_p)",
+    "fused_without_appearance": "fused as in the paper (w_r S_r + w_p S_p, no S_a)",
+    "appearance": "S_a only (appearance novelty, ours)",
+    "flow_reconstruction": "S_r only (flow reconstruction)",
+    "frame_prediction": "S_p only (frame prediction)",
+}
+
+
+def score_label(name: str, score: dict) -> str:
+    """How a named score is shown; a fused score with S_a says so."""
+    if name == "fused" and score.get("w_a"):
+        return "fused S (w_r S_r + w_p S_p + w_a S_a, ours)"
+    return SCORE_NAMES.get(name, name)
+
+
+def fmt2(value) -> str:
+    """A percentage or a time with two decimals; a dash for a missing value."""
+    return "–" if value is None else f"{value:.2f}"
+
+
+def recipe(folder: Path) -> str:
+    """`validated` (validation split and early stopping) or `first` (the first CPU schedule),
+    read from the published config; plus the smoothing."""
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return ""
+    cfg = yaml.safe_load(path.read_text())
+    name = "validated" if cfg["train"].get("val_videos") else "first"
+    return f"{name}, {cfg['eval']['smoothing']}"
+
+
+def published_score(folder: Path, score: str | None = None) -> dict | None:
+    """One score of a published result (its main score by default); None if not published."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return None
+    scores = read_json(path)["scores"]
+    if score == PAPER_FUSION and score not in scores:
+        score = "fused"  # a run without S_a: its fused score is the paper's
+    if score == WITH_S_A:
+        score = "fused" if PAPER_FUSION in scores else None
+        if score is None:
+            return None
+    return scores.get(score or read_json(path)["main_score"])
