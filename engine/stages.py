@@ -11,7 +11,7 @@ from datasets import WithFlowRecon, train_val_cubes
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
 from engine.run_dir import RunLayout
-from engine.trainer import Stage, autocast, finished, fit, to_device
+from engine.trainer import FitSettings, Stage, autocast, finished, fit, to_device
 from models import build_loss, build_memae, build_model, memae_loss, model_type
 from utils.misc import seed_everything
 from utils.plots import tensorboard_grid
@@ -59,7 +59,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
         val_dataset,
         val_fn,
     )
-    return fit(stage, cfg, ctx, resume=resume)
+    return fit(stage, FitSettings.from_config(cfg), ctx, resume=resume)
 
 
 def check_stage(cfg, stage: int) -> None:
@@ -182,4 +182,4 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         val_fn,
         init_note,
     )
-    return fit(run, cfg, ctx, resume=resume)
+    return fit(run, FitSettings.from_config(cfg), ctx, resume=resume)

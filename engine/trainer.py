@@ -107,6 +107,37 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return seed + 1_000_003 * (epoch + 1) + 7919 * rank
 
 
+@dataclass(frozen=True)
+class FitSettings:
+    """What the training loop reads from the config besides the stage's own section, read once
+    (`from_config`): the run directory, the seed, the precision (amp on CUDA, bf16_cpu on the
+    CPU), how often to log scalars and images, whether every epoch's checkpoint is kept, and the
+    resolved config (saved beside the checkpoints; their fingerprints and resume checks)."""
+
+    run_dir: Path
+    seed: int
+    amp: bool
+    bf16_cpu: bool
+    log_every: int
+    image_every: int
+    keep_epochs: bool
+    config: dict
+
+    @classmethod
+    def from_config(cls, cfg) -> FitSettings:
+        train = cfg.train
+        return cls(
+            Path(cfg.run_dir),
+            int(cfg.seed),
+            bool(train.amp),
+            bool(train.bf16_cpu),
+            int(train.log_every),
+            int(train.image_every),
+            bool(train.keep_epochs),
+            cfg.to_dict(),
+        )
+
+
 @dataclass
 class Stage:
     """One training stage: what is trained, on what, and where its files go.
@@ -151,7 +182,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     ctx: DistContext,
-    train_cfg,
+    train_cfg: FitSettings,
     epoch: int,
     step: int,
     writer,
@@ -208,7 +239,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def validate(stage: Stage, ctx: DistContext, train_cfg, batch_size: int) -> float:
+def validate(stage: Stage, ctx: DistContext, train_cfg: FitSettings, batch_size: int) -> float:
     """Mean validation error of the stage's module in eval mode (every process computes the same
     number on the whole validation set, so early-stopping decisions agree across processes)."""
     module = stage.module
@@ -230,9 +261,10 @@ def validate(stage: Stage, ctx: DistContext, train_cfg, batch_size: int) -> floa
 RESUMABLE_KEYS = ("num_epochs", "ckpt_every", "num_workers", "patience")
 
 
-def resume_changes(made_with: dict, cfg, stage_name: str) -> list[str]:
+def resume_changes(made_with: dict, config: dict, stage_name: str) -> list[str]:
     """The training settings of `stage_name` (its section except RESUMABLE_KEYS, the losses,
-    the seed and the validation split) that differ between a checkpoint's config and `cfg`."""
+    the seed and the validation split) that differ between a checkpoint's config and `config`
+    (both resolved configs as plain dicts)."""
 
     def settings(config) -> dict:
         config = config.to_dict() if hasattr(config, "to_dict") else config
@@ -246,7 +278,7 @@ def resume_changes(made_with: dict, cfg, stage_name: str) -> list[str]:
             "train.val_max_cubes": train.get("val_max_cubes", 0),
         }
 
-    old, new = settings(made_with), settings(cfg)
+    old, new = settings(made_with), settings(config)
     changed = []
     for section in new:
         a, b = old[section], new[section]
@@ -274,7 +306,7 @@ class Progress:
 
 
 def _resume_state(
-    stage: Stage, cfg, ctx: DistContext, optimizer, scheduler, scaler, resume: bool
+    stage: Stage, fit_settings: FitSettings, ctx: DistContext, optimizer, scheduler, scaler, resume
 ) -> Progress:
     """The progress recorded in `last.pth` (after loading it) when resuming; a fresh start else."""
     last = stage.out_dir / "last.pth"
@@ -285,10 +317,10 @@ def _resume_state(
             f"{last} already exists: pass --resume to continue that run, or choose another "
             f"run_dir (or delete {stage.out_dir}) to start over"
         )
-    ckpt = load_checkpoint(last, cfg, map_location=ctx.device)
+    ckpt = load_checkpoint(last, fit_settings.config, map_location=ctx.device)
     if ckpt["module"] != stage.kind:
         raise CheckpointError(f"{last} holds a {ckpt['module']} model, expected {stage.kind}")
-    changed = resume_changes(ckpt["config"], cfg, stage.name)
+    changed = resume_changes(ckpt["config"], fit_settings.config, stage.name)
     if changed:
         raise CheckpointError(
             f"cannot resume {last} with other training settings than it was made with: "
@@ -319,7 +351,7 @@ def finished(out_dir: Path, num_epochs: int) -> bool:
     return ckpt["epoch"] >= num_epochs or bool(ckpt.get("stopped_early", False))
 
 
-def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
+def fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool = False) -> dict:
     """Train `stage` to `stage_cfg.num_epochs` epochs (or until early stopping), resuming from
     last.pth when asked.
 
@@ -328,20 +360,20 @@ def fit(stage: Stage, cfg, ctx: DistContext, resume: bool = False) -> dict:
     test labels are used either way). Returns a summary dict. Rank 0 holds the run directory's
     lock meanwhile, so a second run into the same directory is refused.
     """
-    lock = folder_lock(cfg.run_dir) if ctx.is_main else contextlib.nullcontext()
+    lock = folder_lock(settings.run_dir) if ctx.is_main else contextlib.nullcontext()
     with lock:
-        return _fit(stage, cfg, ctx, resume)
+        return _fit(stage, settings, ctx, resume)
 
 
-def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
+def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) -> dict:
     logger = get_logger()
     stage_cfg = stage.stage_cfg
     module = stage.module.to(ctx.device)
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, stage_cfg)
     scheduler = build_scheduler(optimizer, stage_cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and cfg.train.amp)
-    progress = _resume_state(stage, cfg, ctx, optimizer, scheduler, scaler, resume)
+    scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and settings.amp)
+    progress = _resume_state(stage, settings, ctx, optimizer, scheduler, scaler, resume)
     if progress.epoch >= stage_cfg.num_epochs or progress.stopped_early:
         why = "stopped early" if progress.stopped_early else "already trained"
         logger.info(f"{stage.name}: {why} after {_epochs(progress.epoch)}, nothing to do")
@@ -354,13 +386,13 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
     if ctx.distributed:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         train_module = DistributedDataParallel(module, device_ids=device_ids)
-    loader = build_train_loader(stage.dataset, stage_cfg, cfg.seed, ctx)
+    loader = build_train_loader(stage.dataset, stage_cfg, settings.seed, ctx)
     writer = None
     if ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter  # slow import, rank 0 only
 
         stage.out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, stage.out_dir / "config.yaml")
+        save_config(settings.config, stage.out_dir / "config.yaml")
         writer = SummaryWriter(str(stage.out_dir / "tb"), purge_step=progress.step + 1)
     val_text = f", {len(stage.val_dataset)} validation cubes" if stage.val_dataset else ""
     logger.info(
@@ -372,8 +404,8 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
     for epoch in range(progress.epoch, stage_cfg.num_epochs):
         tic = time.time()
         loader.sampler.set_epoch(epoch)
-        loader.generator.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))
-        seed_everything(epoch_seed(cfg.seed, epoch, ctx.rank))
+        loader.generator.manual_seed(epoch_seed(settings.seed, epoch, ctx.rank))
+        seed_everything(epoch_seed(settings.seed, epoch, ctx.rank))
         lr = optimizer.param_groups[0]["lr"]
         means, progress.step = train_one_epoch(
             stage,
@@ -382,7 +414,7 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
             optimizer,
             scaler,
             ctx,
-            cfg.train,
+            settings,
             epoch,
             progress.step,
             writer,
@@ -390,12 +422,12 @@ def _fit(stage: Stage, cfg, ctx: DistContext, resume: bool) -> dict:
         scheduler.step()
         val = None
         if stage.val_dataset is not None:
-            val = validate(stage, ctx, cfg.train, stage_cfg.batch_size)
+            val = validate(stage, ctx, settings, stage_cfg.batch_size)
         _update_progress(progress, epoch + 1, val if val is not None else means["total"])
         if stage_cfg.patience and progress.epoch - progress.best_epoch >= stage_cfg.patience:
             progress.stopped_early = progress.epoch < stage_cfg.num_epochs
         if ctx.is_main:
-            _save_epoch(stage, cfg, progress, means, val, optimizer, scheduler, scaler)
+            _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, scaler)
             for name, value in means.items():
                 writer.add_scalar(f"epoch/{name}", value, epoch + 1)
             if val is not None:
@@ -435,7 +467,7 @@ def _update_progress(progress: Progress, done: int, value: float) -> None:
         progress.best, progress.best_epoch = value, done
 
 
-def _save_epoch(stage, cfg, progress, means, val, optimizer, scheduler, scaler) -> None:
+def _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, scaler) -> None:
     """Write best.pth when this epoch is the best so far, and last.pth every ckpt_every epochs,
     at the last epoch and when stopping early."""
     done = progress.epoch
@@ -456,9 +488,10 @@ def _save_epoch(stage, cfg, progress, means, val, optimizer, scheduler, scaler) 
         "saved_at": datetime.now(UTC).isoformat(),
     }
     if progress.best_epoch == done:
-        save_checkpoint(stage.out_dir / "best.pth", state, cfg, stage.kind)
+        save_checkpoint(stage.out_dir / "best.pth", state, settings.config, stage.kind)
     final = done == stage.stage_cfg.num_epochs or progress.stopped_early
     if done % stage.stage_cfg.ckpt_every == 0 or final:
-        save_checkpoint(stage.out_dir / "last.pth", state, cfg, stage.kind)
-        if cfg.train.keep_epochs:
-            save_checkpoint(stage.out_dir / f"epoch_{done:03d}.pth", state, cfg, stage.kind)
+        save_checkpoint(stage.out_dir / "last.pth", state, settings.config, stage.kind)
+        if settings.keep_epochs:
+            path = stage.out_dir / f"epoch_{done:03d}.pth"
+            save_checkpoint(path, state, settings.config, stage.kind)
