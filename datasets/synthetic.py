@@ -146,17 +146,17 @@ def render(background: np.ndarray, movers: list[Mover], rng, noise: float) -> np
 class Scene:
     """Walkers crossing the walkway; a walker that leaves is replaced at a random edge."""
 
-    def __init__(self, cfg, rng, background: np.ndarray):
-        self.cfg, self.rng, self.background = cfg, rng, background
+    def __init__(self, spec, rng, background: np.ndarray):
+        self.spec, self.rng, self.background = spec, rng, background
         self.height, self.width = background.shape[:2]
-        self.walkers = [self._new_walker(inside=True) for _ in range(cfg.num_walkers)]
+        self.walkers = [self._new_walker(inside=True) for _ in range(spec.num_walkers)]
 
     def _new_walker(self, inside: bool) -> Mover:
-        cfg, rng = self.cfg, self.rng
-        w, h = (int(round(s * rng.uniform(0.85, 1.15))) for s in cfg.walker_size)
+        spec, rng = self.spec, self.rng
+        w, h = (int(round(s * rng.uniform(0.85, 1.15))) for s in spec.walker_size)
         sprite, alpha = make_walker(rng, w, h)
         direction = rng.choice([-1.0, 1.0])
-        speed = rng.uniform(*cfg.walker_speed)
+        speed = rng.uniform(*spec.walker_speed)
         top = int(0.3 * self.height)
         y = rng.uniform(top - 0.5 * h, self.height - h)
         if inside:
@@ -167,7 +167,7 @@ class Scene:
 
     def step(self, extra: list[Mover]) -> np.ndarray:
         """Render the current frame, then advance everything by one frame."""
-        frame = render(self.background, self.walkers + extra, self.rng, self.cfg.noise)
+        frame = render(self.background, self.walkers + extra, self.rng, self.spec.noise)
         for i, m in enumerate(self.walkers):
             _advance(m, self.rng)
             if not m.in_view(self.height, self.width):
@@ -185,63 +185,63 @@ def _advance(m: Mover, rng) -> None:
     m.phase += 0.35 * np.hypot(m.vx, m.vy)
 
 
-def make_anomaly(kind: str, cfg, rng, height: int, width: int) -> Mover:
+def make_anomaly(kind: str, spec, rng, height: int, width: int) -> Mover:
     """The anomalous object of a test video, entering the view at its first frame."""
-    w, h = cfg.walker_size
+    w, h = spec.walker_size
     top = int(0.3 * height)
     lane = rng.uniform(top, height - 1.5 * h)
     direction = rng.choice([-1.0, 1.0])
     if kind == "fast":
         sprite, alpha = make_walker(rng, w + 4, h)
         x = -w - 3.0 if direction > 0 else width - 1.0
-        return Mover(sprite, alpha, x, lane, direction * cfg.anomaly_speed, 0.0, legs=False)
+        return Mover(sprite, alpha, x, lane, direction * spec.anomaly_speed, 0.0, legs=False)
     if kind == "large":
         cw, ch = int(2.8 * w), int(1.1 * h)
         sprite, alpha = make_cart(rng, cw, ch)
         x = -cw + 1.0 if direction > 0 else width - 1.0
-        speed = float(np.mean(cfg.walker_speed))
+        speed = float(np.mean(spec.walker_speed))
         return Mover(sprite, alpha, x, min(lane, height - ch), direction * speed, 0.0, legs=False)
     if kind == "wrong_direction":
         sprite, alpha = make_walker(rng, w, h)
         x = rng.uniform(0.2 * width, 0.8 * width)
-        return Mover(sprite, alpha, x, top - h + 1.0, 0.0, float(np.max(cfg.walker_speed)))
+        return Mover(sprite, alpha, x, top - h + 1.0, 0.0, float(np.max(spec.walker_speed)))
     if kind == "erratic":
         sprite, alpha = make_walker(rng, w, h)
         x = rng.uniform(0.3 * width, 0.7 * width - w)
-        return Mover(sprite, alpha, x, lane, 0.0, 0.0, erratic=cfg.erratic_jump)
+        return Mover(sprite, alpha, x, lane, 0.0, 0.0, erratic=spec.erratic_jump)
     raise ValueError(f"unknown anomaly type {kind!r}; valid: {list(ANOMALY_TYPES + SCENE_EVENTS)}")
 
 
-def make_video(cfg, rng, background: np.ndarray, anomaly: str | None):
+def make_video(spec, rng, background: np.ndarray, anomaly: str | None):
     """Frames [T, H, W, 3] uint8 and frame labels [T] uint8 of one video."""
     height, width = background.shape[:2]
-    scene = Scene(cfg, rng, background)
+    scene = Scene(spec, rng, background)
     start = None
     if anomaly is not None:
-        start = int(rng.integers(cfg.num_frames // 5, cfg.num_frames // 2))
+        start = int(rng.integers(spec.num_frames // 5, spec.num_frames // 2))
     frames, labels, extra = [], [], []
     if anomaly in SCENE_EVENTS:
-        return _scene_event_video(cfg, rng, scene, anomaly, start)
-    for t in range(cfg.num_frames):
+        return _scene_event_video(spec, rng, scene, anomaly, start)
+    for t in range(spec.num_frames):
         if t == start:
-            extra = [make_anomaly(anomaly, cfg, rng, height, width)]
-        if extra and anomaly == "erratic" and t >= start + cfg.erratic_frames:
+            extra = [make_anomaly(anomaly, spec, rng, height, width)]
+        if extra and anomaly == "erratic" and t >= start + spec.erratic_frames:
             extra = []  # the erratic walker vanishes after its stretch (it would wander forever)
         labels.append(int(any(m.in_view(height, width) for m in extra)))
         frames.append(scene.step(extra))
     return np.stack(frames), np.array(labels, dtype=np.uint8)
 
 
-def _scene_event_video(cfg, rng, scene, kind: str, start: int):
-    """A normal video with a whole-scene event (flash or shake) for cfg.event_frames frames."""
+def _scene_event_video(spec, rng, scene, kind: str, start: int):
+    """A normal video with a whole-scene event (flash or shake) for spec.event_frames frames."""
     frames, labels = [], []
-    for t in range(cfg.num_frames):
+    for t in range(spec.num_frames):
         frame = scene.step([])
-        event = start <= t < start + cfg.event_frames
+        event = start <= t < start + spec.event_frames
         if event and kind == "flash":
-            frame = np.clip(frame.astype(np.float32) * cfg.flash_gain, 0, 255).astype(np.uint8)
+            frame = np.clip(frame.astype(np.float32) * spec.flash_gain, 0, 255).astype(np.uint8)
         elif event:  # shake: the whole view shifted by a random offset
-            dx, dy = rng.integers(-cfg.shake_pixels, cfg.shake_pixels + 1, 2)
+            dx, dy = rng.integers(-spec.shake_pixels, spec.shake_pixels + 1, 2)
             shift = np.float32([[1, 0, dx], [0, 1, dy]])
             size = (frame.shape[1], frame.shape[0])
             frame = cv2.warpAffine(frame, shift, size, borderMode=cv2.BORDER_REFLECT)
@@ -256,54 +256,54 @@ def _write_frames(folder: Path, frames: np.ndarray) -> None:
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
 
 
-def settings_of(cfg) -> dict:
+def settings_of(spec) -> dict:
     """The generator's settings; the scene-event settings only when they differ from their
     defaults (data generated before they existed stays current)."""
-    settings = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    settings = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
     for key, default in SCENE_EVENT_SETTINGS.items():
         if settings.get(key) == default:
             settings.pop(key)
     return settings
 
 
-def is_current(folder: Path, cfg) -> bool:
+def is_current(folder: Path, spec) -> bool:
     """True when `folder` holds a dataset generated with exactly these settings."""
     marker = Path(folder) / MARKER
-    return marker.is_file() and read_json(marker) == settings_of(cfg)
+    return marker.is_file() and read_json(marker) == settings_of(spec)
 
 
-def generate(folder: str | Path, cfg) -> dict:
+def generate(folder: str | Path, spec) -> dict:
     """Write the dataset to `folder` (replacing an earlier synthetic one); returns a summary.
 
-    `cfg` is the `synthetic` config section. The folder is built under a temporary name and
+    `spec` is the `synthetic` config section. The folder is built under a temporary name and
     renamed when complete. A non-synthetic folder (no synthetic.json) is never replaced.
     """
     folder = Path(folder)
     if folder.exists() and not (folder / MARKER).is_file():
         raise FileExistsError(f"{folder} exists and is not a synthetic dataset; not replacing it")
     with atomic_folder(folder) as tmp:
-        scene_rng = np.random.default_rng([cfg.seed, 0])
-        background = make_background(scene_rng, cfg.height, cfg.width)
+        scene_rng = np.random.default_rng([spec.seed, 0])
+        background = make_background(scene_rng, spec.height, spec.width)
         abnormal_frames = 0
         for split, count, split_id in (
-            ("training", cfg.num_train_videos, 1),
-            ("testing", cfg.num_test_videos, 2),
+            ("training", spec.num_train_videos, 1),
+            ("testing", spec.num_test_videos, 2),
         ):
             for v in range(count):
-                rng = np.random.default_rng([cfg.seed, split_id, v])
-                kinds = list(cfg.anomalies)
+                rng = np.random.default_rng([spec.seed, split_id, v])
+                kinds = list(spec.anomalies)
                 kind = kinds[v % len(kinds)] if split == "testing" else None
-                frames, labels = make_video(cfg, rng, background, kind)
+                frames, labels = make_video(spec, rng, background, kind)
                 name = f"{v + 1:02d}"
                 _write_frames(tmp / split / "frames" / name, frames)
                 if split == "testing":
                     (tmp / split / "test_frame_mask").mkdir(parents=True, exist_ok=True)
                     np.save(tmp / split / "test_frame_mask" / f"{name}.npy", labels)
                     abnormal_frames += int(labels.sum())
-        write_json(tmp / MARKER, settings_of(cfg))
+        write_json(tmp / MARKER, settings_of(spec))
     return {
         "folder": str(folder),
-        "train_frames": cfg.num_train_videos * cfg.num_frames,
-        "test_frames": cfg.num_test_videos * cfg.num_frames,
+        "train_frames": spec.num_train_videos * spec.num_frames,
+        "test_frames": spec.num_test_videos * spec.num_frames,
         "abnormal_test_frames": abnormal_frames,
     }

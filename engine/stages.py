@@ -62,11 +62,11 @@ def train_stage1(cfg, resume: bool = False) -> dict:
     return fit(stage, FitSettings.from_config(cfg), ctx, resume=resume)
 
 
-def check_stage(cfg, stage: int) -> None:
+def check_stage(type_name: str, stage: int) -> None:
     """The stages of each model type are in models/types.py; stage 1 is ml_memae_sc_train.py."""
     if stage not in (2, 3):
         raise ValueError(f"train.py runs stage 2 or 3, got {stage} (stage 1: ml_memae_sc_train.py)")
-    kind = model_type(cfg.model.type)
+    kind = model_type(type_name)
     if stage in kind.stages:
         return
     if kind.stages == (1,):
@@ -79,15 +79,12 @@ def check_stage(cfg, stage: int) -> None:
     )
 
 
-def _init_weights(cfg, model, stage: int) -> str:
-    """Stage 2 starts from stage 1's ML-MemAE-SC (hybrid; `train.stage1_from` when set), stage 3
-    from stage 2's whole model."""
+def _init_weights(model, path: Path, config: dict, stage: int) -> str:
+    """Restore `model` from the checkpoint at `path` (made for `config`); a stage-2 model
+    without ML-MemAE-SC starts afresh. Returns the note logged when training starts."""
     if stage == 2 and model.memae is None:
         return ""
-    path = RunLayout.from_config(cfg).stage_dir(stage - 1) / f"{cfg.train.init_from}.pth"
-    if stage == 2 and cfg.train.stage1_from:
-        path = Path(cfg.train.stage1_from)
-    ckpt = load_checkpoint(path, cfg)
+    ckpt = load_checkpoint(path, config)
     restore_model(model, ckpt, path)
     return f"stage{stage}: initialised from {path} (epoch {ckpt['epoch']})"
 
@@ -133,7 +130,7 @@ def joint_error(lambda_recon: float, lambda_frame: float):
 
 def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     """Train (or resume, or skip when finished) stage 2 or 3 for `cfg`; returns fit()'s summary."""
-    check_stage(cfg, stage)
+    check_stage(cfg.model.type, stage)
     if cfg.train.init_from not in ("best", "last"):
         raise ValueError(
             f"config key 'train.init_from' must be best or last, got {cfg.train.init_from!r}"
@@ -141,7 +138,11 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
-    init_note = _init_weights(cfg, model, stage)
+    # stage 2 starts from stage 1's ML-MemAE-SC (or train.stage1_from), stage 3 from stage 2
+    init_path = RunLayout.from_config(cfg).stage_dir(stage - 1) / f"{cfg.train.init_from}.pth"
+    if stage == 2 and cfg.train.stage1_from:
+        init_path = Path(cfg.train.stage1_from)
+    init_note = _init_weights(model, init_path, cfg.to_dict(), stage)
     loss_cfg = cfg.loss.to_dict()
     if stage == 2:
         model.set_memae_frozen(True)
