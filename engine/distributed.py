@@ -32,7 +32,7 @@ class DistContext:
 
 def setup_distributed(cfg) -> DistContext:
     """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device."""
-    set_cpu_threads(cfg)
+    set_cpu_threads(cfg.train.cpu_threads)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))

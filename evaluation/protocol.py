@@ -414,7 +414,7 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
 
 def _evaluate(cfg, out_dir: Path | None) -> dict:
     logger = get_logger()
-    set_cpu_threads(cfg)
+    set_cpu_threads(cfg.train.cpu_threads)
     settings = EvalSettings.from_config(cfg)
     run = trained_run_from_config(cfg)
     test = open_cubes(cfg, cfg.data.test_split)

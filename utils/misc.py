@@ -83,7 +83,7 @@ def git_commit() -> str:
     return commit + ("+changes" if commit and dirty.stdout.strip() else "")
 
 
-def set_cpu_threads(cfg) -> None:
-    """Apply train.cpu_threads (0 keeps torch's default)."""
-    if cfg.train.cpu_threads > 0:
-        torch.set_num_threads(cfg.train.cpu_threads)
+def set_cpu_threads(threads: int) -> None:
+    """Use `threads` CPU threads in torch (train.cpu_threads; 0 keeps torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
