@@ -17,17 +17,18 @@ from models import object_scores, scoring_model
 from utils.io import write_json
 
 
-def parity_cubes(cfg, count: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(frames, flows, where from): `count` evenly spaced test cubes, else training cubes, else
-    random cubes of the right shapes."""
-    for split in (cfg.data.test_split, cfg.data.train_split):
-        if split and (cube_dir(cfg, split) / "manifest.json").is_file():
-            dataset = CubeDataset(cube_dir(cfg, split), max_cubes=count)
+def parity_cubes(
+    folders: list[Path], size: int, num: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(frames, flows, where from): `count` evenly spaced cubes of the first cube folder that
+    exists (test, then training cubes), else random cubes of `num` frames of size x size."""
+    for folder in folders:
+        if (folder / "manifest.json").is_file():
+            dataset = CubeDataset(folder, max_cubes=count)
             items = [dataset[i] for i in range(len(dataset))]
             frames = torch.stack([item["frames"] for item in items])
             flows = torch.stack([item["flows"] for item in items])
-            return frames, flows, f"{len(items)} evenly spaced cubes of {split}"
-    size, num = cfg.preprocess.cubes.size, cfg.preprocess.cubes.num_frames
+            return frames, flows, f"{len(items)} evenly spaced cubes of {folder.name}"
     generator = torch.Generator().manual_seed(0)
     frames = torch.rand(count, num, 3, size, size, generator=generator)
     flows = torch.randn(count, num - 1, 2, size, size, generator=generator)
@@ -53,7 +54,10 @@ def export_run(run_dir: str | Path, overrides: Iterable[str] = (), num_cubes: in
     path = export_path(ckpt_path)
     path.unlink(missing_ok=True)  # always anew: the command is also how to refresh an export
     _, metadata = export_for_scoring(cfg, model, ckpt, ckpt_path)
-    frames, flows, source = parity_cubes(cfg, num_cubes)
+    splits = [split for split in (cfg.data.test_split, cfg.data.train_split) if split]
+    cubes = cfg.preprocess.cubes
+    folders = [cube_dir(cfg, split) for split in splits]
+    frames, flows, source = parity_cubes(folders, cubes.size, cubes.num_frames, num_cubes)
     reference = object_scores(scoring_model(model, fuse=False)(frames, flows))
     report = {"onnx": str(path), "bytes": path.stat().st_size, "cubes": source, "backends": {}}
     candidates = [("onnxruntime", False), ("openvino", False), ("openvino", True)]
