@@ -16,6 +16,7 @@ from utils.config import ConfigError, load_config
 from utils.io import write_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+# The quick loop (-m "not slow") keeps one export per backend (memae); CI runs them all.
 
 BACKENDS = ["onnxruntime", "openvino"]  # float32; bf16 below
 TOL = 1e-4  # max abs difference of flow_recon / frame_pred, float32 (as the fused copy)
@@ -40,7 +41,14 @@ def tiny_model(model_type: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("model_type", ["hybrid", "memae", "cvae"])
+@pytest.mark.parametrize(
+    "model_type",
+    [
+        pytest.param("hybrid", marks=pytest.mark.slow),
+        "memae",
+        pytest.param("cvae", marks=pytest.mark.slow),
+    ],
+)
 def test_exported_graph_equals_pytorch_in_each_backend(model_type, backend, tmp_path):
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
     pytest.importorskip(backend, reason=f"{backend} is not installed")
@@ -63,6 +71,7 @@ def test_exported_graph_equals_pytorch_in_each_backend(model_type, backend, tmp_
         torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_openvino_bf16_keeps_the_order_of_object_scores(tmp_path):
     pytest.importorskip("openvino", reason="openvino is not installed")
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
@@ -80,6 +89,7 @@ def test_openvino_bf16_keeps_the_order_of_object_scores(tmp_path):
         assert ((mine - ref).abs() / ref).median() < 0.02
 
 
+@pytest.mark.slow
 def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_run):
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
@@ -126,6 +136,7 @@ def test_a_missing_package_is_a_one_line_error(monkeypatch):
         exported_model("unused.onnx", "openvino", ["frame_pred"])
 
 
+@pytest.mark.slow
 def test_scoring_model_unchanged_by_export(tmp_path):
     """Exporting leaves the model as it was (the sparse read, weight norm and dtype stay)."""
     pytest.importorskip("onnxscript", reason="exporting needs onnx and onnxscript")
