@@ -16,33 +16,19 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.bench_models import matmul_rows, random_cubes
-from bench.common import base_parser, print_table, save, setup
+from bench.common import base_parser, interleaved, print_table, save, setup
 from bench.reference import ReferenceExecution
 from engine.checkpoint import load_checkpoint, restore_model
 from inference.runtimes import exported_model
 from models import build_model, scoring_model
 from models.export import ExportGraph, export_onnx, graph_outputs
 from utils.config import load_config
-
-
-def _interleaved(calls: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    seconds = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            tic = time.perf_counter()
-            fn()
-            seconds[name].append(time.perf_counter() - tic)
-    return seconds
 
 
 def main() -> None:
@@ -79,7 +65,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench_reference_") as tmp:
         calls.update(exported_calls(model, Path(tmp) / "model.onnx", frames, flows))
-        seconds = _interleaved(calls, args.repeats, args.warmup)
+        seconds = interleaved(calls, args.repeats, args.warmup)
     medians = {name: statistics.median(s) for name, s in seconds.items()}
     best_fp32 = min(v for k, v in medians.items() if k.startswith("ours") and "float32" in k)
     best_bf16 = min(v for k, v in medians.items() if k.startswith("ours") and "bf16" in k)

@@ -61,6 +61,21 @@ def time_call(fn: Callable[[], object], device, repeats: int, warmup: int) -> li
     return seconds
 
 
+def interleaved(calls: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each call, timed in turn (a, b, a, b, ...) after `warmup` untimed calls each,
+    so that every variant meets the same machine load."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    seconds = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            tic = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - tic)
+    return seconds
+
+
 def rate_entry(name: str, items: int, unit: str, seconds: list[float], **extra) -> dict:
     """A result row: items per second from the median time of one call handling `items`."""
     median = statistics.median(seconds)

@@ -16,9 +16,14 @@ from utils.io import read_json
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
 
 
+def cube_folder(cache_dir: str | Path, split: str) -> Path:
+    """`<cache_dir>/cubes/<split>`."""
+    return Path(cache_dir) / "cubes" / split
+
+
 def cube_dir(cfg, split: str) -> Path:
-    """`<cfg.data.cache_dir>/cubes/<split>`."""
-    return Path(cfg.data.cache_dir) / "cubes" / split
+    """The cube folder of `split` under `cfg.data.cache_dir`."""
+    return cube_folder(cfg.data.cache_dir, split)
 
 
 def open_cubes(

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from datasets import synthetic
+from datasets.cubes import cube_folder
 from datasets.frames import Video, list_videos, split_dir
 from pre_process.boxes import RECIPE_VERSION as BOX_RECIPE_VERSION
 from pre_process.boxes import BoxExtractor
@@ -81,7 +82,7 @@ class PreprocessPlan:
         )
 
     def cube_dir(self, split: str) -> Path:
-        return self.cache_dir / "cubes" / split
+        return cube_folder(self.cache_dir, split)
 
 
 def ensure_dataset(cfg) -> None:

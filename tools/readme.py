@@ -267,21 +267,26 @@ def disk_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def _against_reference(doc: dict, what: str, unit: str, note: str = "") -> str:
+    """A benchmark's rates (rows of `unit`) and its ratios against the reference, in bold."""
+    rows = [r for r in doc["results"] if r.get("unit") == unit]
+    ratios = [r for r in doc["results"] if "ratio" in r]
+    lines = [f"| {what} | {unit}/s |", "|---|---|"]
+    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
+    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
+    lines.append(
+        f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; {note}"
+        f"{_machine_line(doc['machine'])}."
+    )
+    return "\n".join(lines)
+
+
 def reference_readme_table(root: Path) -> str:
     """Our scoring against the reference execution (bench_reference_2threads.json)."""
     doc = _bench(root, "bench_reference_2threads")
     if doc is None:
         return "Not measured yet (`bench/results/bench_reference_2threads.json`)."
-    rows = [r for r in doc["results"] if r.get("unit") == "cubes"]
-    ratios = [r for r in doc["results"] if "ratio" in r]
-    lines = ["| execution | cubes/s |", "|---|---|"]
-    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
-    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
-    lines.append(
-        f"\nBatch {doc['settings']['batch']}, random weights at the paper's size; "
-        f"{_machine_line(doc['machine'])}."
-    )
-    return "\n".join(lines)
+    return _against_reference(doc, "execution", "cubes")
 
 
 def training_reference_readme_table(root: Path) -> str:
@@ -289,18 +294,12 @@ def training_reference_readme_table(root: Path) -> str:
     doc = _bench(root, "bench_training_2threads")
     if doc is None:
         return "Not measured yet (`bench/results/bench_training_2threads.json`)."
-    rows = [r for r in doc["results"] if r.get("unit") == "samples"]
-    ratios = [r for r in doc["results"] if "ratio" in r]
-    lines = ["| training step | samples/s |", "|---|---|"]
-    lines += [f"| {r['name']} | {r['per_second']:.1f} |" for r in rows]
-    lines += [f"| **{r['name']}** | **{r['ratio']:.2f}x** |" for r in ratios]
-    settings = doc["settings"]
-    lines.append(
-        f"\nBatch {settings['batch']}, random weights at the paper's size; stage 2's rows of ours "
-        f"include its reconstructions, computed once, spread over {settings['recon_epochs']} "
-        f"epochs; {_machine_line(doc['machine'])}."
+    epochs = doc["settings"]["recon_epochs"]
+    note = (
+        "stage 2's rows of ours include its reconstructions, computed once, spread over "
+        f"{epochs} epochs; "
     )
-    return "\n".join(lines)
+    return _against_reference(doc, "training step", "samples", note)
 
 
 def ceiling_readme_text(root: Path) -> str:
