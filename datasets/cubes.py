@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.fingerprint import check_data_settings
+from utils.fingerprint import check_data_settings, plain
 from utils.io import read_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
@@ -21,25 +22,63 @@ def cube_folder(cache_dir: str | Path, split: str) -> Path:
     return Path(cache_dir) / "cubes" / split
 
 
-def cube_dir(cfg, split: str) -> Path:
-    """The cube folder of `split` under `cfg.data.cache_dir`."""
-    return cube_folder(cfg.data.cache_dir, split)
+@dataclass(frozen=True)
+class CubeSource:
+    """Where a config's cubes are and what they must have been made with: the cache folder, the
+    split names, the data and pre-processing settings (`settings`: the config's "data" and
+    "preprocess" sections, checked against each cube manifest) and the validation split of whole
+    training videos."""
 
+    cache_dir: Path
+    train_split: str
+    test_split: str
+    settings: dict
+    val_videos: tuple[str, ...] = ()
+    val_max_cubes: int = 0
 
-def open_cubes(
-    cfg,
-    split: str,
-    max_cubes: int = 0,
-    include: Sequence[str] | None = None,
-    exclude: Sequence[str] = (),
-) -> CubeDataset:
-    """The cubes of `split` for `cfg` (see CubeDataset); cubes whose manifest says they were made
-    with other data or pre-processing settings are an error naming the keys."""
-    dataset = CubeDataset(cube_dir(cfg, split), max_cubes, include, exclude)
-    made_with = dataset.manifest.get("config")
-    if made_with:  # hand-made cubes (tests) carry no config
-        check_data_settings(made_with, cfg, f"cube folder {dataset.cube_dir}")
-    return dataset
+    @classmethod
+    def from_config(cls, cfg) -> CubeSource:
+        return cls(
+            cache_dir=Path(cfg.data.cache_dir),
+            train_split=cfg.data.train_split,
+            test_split=cfg.data.test_split,
+            settings={"data": plain(cfg.data), "preprocess": plain(cfg.preprocess)},
+            val_videos=tuple(cfg.train.val_videos),
+            val_max_cubes=int(cfg.train.val_max_cubes),
+        )
+
+    def folder(self, split: str) -> Path:
+        """The cube folder of `split`."""
+        return cube_folder(self.cache_dir, split)
+
+    def has(self, split: str) -> bool:
+        """Whether the cubes of `split` are cached."""
+        return (self.folder(split) / "manifest.json").is_file()
+
+    def open(
+        self,
+        split: str,
+        max_cubes: int = 0,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> CubeDataset:
+        """The cubes of `split` (see CubeDataset); cubes whose manifest says they were made with
+        other data or pre-processing settings are an error naming the keys."""
+        dataset = CubeDataset(self.folder(split), max_cubes, include, exclude)
+        made_with = dataset.manifest.get("config")
+        if made_with:  # hand-made cubes (tests) carry no config
+            check_data_settings(made_with, self.settings, f"cube folder {dataset.cube_dir}")
+        return dataset
+
+    def train_val(self, max_cubes: int = 0) -> tuple[CubeDataset, CubeDataset | None]:
+        """Training cubes without the validation videos, and the validation cubes of those whole
+        videos (at most `val_max_cubes`, evenly spaced; None without a validation split).
+        `max_cubes` subsamples the training part."""
+        train = self.open(self.train_split, max_cubes, exclude=self.val_videos)
+        if not self.val_videos:
+            return train, None
+        val = self.open(self.train_split, self.val_max_cubes, include=self.val_videos)
+        return train, val
 
 
 class CubeDataset(Dataset):
@@ -132,18 +171,6 @@ class CubeDataset(Dataset):
             "flows": flows.permute(0, 3, 1, 2).contiguous(),
             "index": int(index),
         }
-
-
-def train_val_cubes(cfg, max_cubes: int = 0) -> tuple[CubeDataset, CubeDataset | None]:
-    """Training cubes without the validation videos (`train.val_videos`), and the validation
-    cubes of those whole videos (at most `train.val_max_cubes`, evenly spaced; None without a
-    validation split). `max_cubes` subsamples the training part."""
-    val_videos = list(cfg.train.val_videos)
-    train = open_cubes(cfg, cfg.data.train_split, max_cubes, exclude=val_videos)
-    if not val_videos:
-        return train, None
-    val = open_cubes(cfg, cfg.data.train_split, cfg.train.val_max_cubes, include=val_videos)
-    return train, val
 
 
 class WithFlowRecon(Dataset):

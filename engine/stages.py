@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from datasets import WithFlowRecon, train_val_cubes
+from datasets import CubeSource, WithFlowRecon
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
 from engine.run_dir import RunLayout
@@ -31,7 +31,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
     ctx = setup_distributed(cfg)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)
-    dataset, val_dataset = train_val_cubes(cfg, cfg.stage1.max_cubes)
+    dataset, val_dataset = CubeSource.from_config(cfg).train_val(cfg.stage1.max_cubes)
     lambda_recon, lambda_ent = cfg.loss.lambda_recon, cfg.loss.lambda_ent
 
     def loss_fn(module, batch):
@@ -150,7 +150,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
     criterion = build_loss(loss_cfg)
     stage_cfg = cfg[f"stage{stage}"]
-    dataset, val_dataset = train_val_cubes(cfg, stage_cfg.max_cubes)
+    dataset, val_dataset = CubeSource.from_config(cfg).train_val(stage_cfg.max_cubes)
     out_dir = RunLayout.from_config(cfg).stage_dir(stage)
     skip = resume and finished(out_dir, stage_cfg.num_epochs)  # fit() says so
     if stage == 2 and model.memae is not None and not skip:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_curve
 
-from datasets import open_cubes
+from datasets import CubeSource
 from datasets.labels import LabelSource
 from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
@@ -417,7 +417,7 @@ def _evaluate(cfg, out_dir: Path | None) -> dict:
     set_cpu_threads(cfg.train.cpu_threads)
     settings = EvalSettings.from_config(cfg)
     run = trained_run_from_config(cfg)
-    test = open_cubes(cfg, cfg.data.test_split)
+    test = CubeSource.from_config(cfg).open(cfg.data.test_split)
     tic = time.time()
     seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
     s_r, s_p = collect_object_scores(

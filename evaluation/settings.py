@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets.cubes import cube_dir
+from datasets.cubes import CubeSource
 from datasets.labels import LabelSource
 from engine.run_dir import RunLayout
 from scoring.frame_scores import FrameProtocol
@@ -46,7 +46,7 @@ class EvalSettings:
             border_margin=float(cfg.eval.border_margin) if cfg.eval.border_stats else None,
             labels=LabelSource.from_config(cfg),
             layout=RunLayout.from_config(cfg),
-            test_cubes=cube_dir(cfg, cfg.data.test_split),
+            test_cubes=CubeSource.from_config(cfg).folder(cfg.data.test_split),
             val_videos=tuple(cfg.train.val_videos),
             deterministic=bool(cfg.model.deterministic),
             num_grid_objects=int(cfg.eval.num_grid_objects),

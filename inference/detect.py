@@ -40,7 +40,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.cubes import cube_dir
 from datasets.frames import VIDEO_EXTS, Video, open_video
 from engine.checkpoint import checkpoint_identity
 from inference.outputs import (
@@ -119,7 +118,7 @@ BYTES_PER_PIXEL = 300
 
 def training_frame_size(det: TrainedRun) -> tuple[int, int] | None:
     """(height, width) of the run's training frames, when its training cubes are at hand."""
-    manifest = cube_dir(det.cfg, det.cfg.data.train_split) / "manifest.json"
+    manifest = det.cubes.folder(det.cubes.train_split) / "manifest.json"
     if not manifest.is_file():
         return None
     size = read_json(manifest).get("frame_size")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets.cubes import CubeDataset, cube_dir
+from datasets.cubes import CubeDataset, CubeSource
 from inference.runtimes import exported_model
-from inference.trained_run import export_for_scoring, export_path, load_run
+from inference.trained_run import ExportShape, export_for_scoring, export_path, load_run
 from models import object_scores, scoring_model
 from utils.io import write_json
 
@@ -53,10 +53,11 @@ def export_run(run_dir: str | Path, overrides: Iterable[str] = (), num_cubes: in
     model.eval()
     path = export_path(ckpt_path)
     path.unlink(missing_ok=True)  # always anew: the command is also how to refresh an export
-    _, metadata = export_for_scoring(cfg, model, ckpt, ckpt_path)
-    splits = [split for split in (cfg.data.test_split, cfg.data.train_split) if split]
+    _, metadata = export_for_scoring(model, ckpt, ckpt_path, ExportShape.from_config(cfg))
+    cube_source = CubeSource.from_config(cfg)
+    splits = [s for s in (cube_source.test_split, cube_source.train_split) if s]
     cubes = cfg.preprocess.cubes
-    folders = [cube_dir(cfg, split) for split in splits]
+    folders = [cube_source.folder(split) for split in splits]
     frames, flows, source = parity_cubes(folders, cubes.size, cubes.num_frames, num_cubes)
     reference = object_scores(scoring_model(model, fuse=False)(frames, flows))
     report = {"onnx": str(path), "bytes": path.stat().st_size, "cubes": source, "backends": {}}

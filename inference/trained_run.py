@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets import open_cubes
-from datasets.cubes import cube_dir
+from datasets import CubeSource
 from engine.checkpoint import checkpoint_identity, load_checkpoint, restore_model
 from engine.run_dir import RunLayout
 from inference.runtimes import ExportedModel, exported_model
@@ -67,6 +66,11 @@ class TrainedRun:
     appearance: AppearanceBank | None = None  # with eval.w_a > 0 (scoring/appearance.py)
     train_s_a: np.ndarray | None = None  # S_a of every training cube, in the cubes' order
 
+    @functools.cached_property
+    def cubes(self) -> CubeSource:
+        """Where the run's cubes are (the training cubes give statistics and thresholds)."""
+        return CubeSource.from_config(self.cfg)
+
     @property
     def scoring(self) -> ScoringSettings:
         """What the object scores (and so the training statistics) depend on."""
@@ -75,12 +79,13 @@ class TrainedRun:
     def training_object_errors(self) -> dict | None:
         """Per-object training errors: cached beside the checkpoint, else computed from the
         training cubes, else None."""
-        if not has_training_cubes(self.cfg):
+        cubes = self.cubes
+        if not cubes.has(cubes.train_split):
             return cached_object_errors(self.scoring, self.ckpt, self.ckpt_path)
         return training_object_errors(
             self.scoring,
             self.model,
-            functools.partial(open_cubes, self.cfg, self.cfg.data.train_split),
+            functools.partial(cubes.open, cubes.train_split),
             self.ckpt,
             self.ckpt_path,
             self.device,
@@ -191,15 +196,18 @@ def trained_run_from_config(cfg) -> TrainedRun:
 
 
 def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
+    """The builder's last step: the restored model prepared for scoring, with its statistics."""
     device = resolve_device(cfg.device)
-    if cfg.eval.backend == "torch":
-        model = prepare_scoring_model(cfg, model, device)
+    execution = Execution.from_config(cfg, device)
+    if execution.backend == "torch":
+        model = prepare_scoring_model(model, execution, device)
     else:
-        model = exported_scoring_model(cfg, model, ckpt, ckpt_path)
+        shape = ExportShape.from_config(cfg)
+        model = exported_scoring_model(model, ckpt, ckpt_path, shape, execution, device)
     run = TrainedRun(cfg, model, {}, ckpt, ckpt_path, device)
     run.stats = _training_stats(run)
     if ScoreSet.from_config(cfg).uses_appearance:
-        run.appearance, run.train_s_a = _appearance(cfg)
+        run.appearance, run.train_s_a = _appearance(cfg, run.cubes)
         run.stats = dict(
             run.stats, mean_a=float(run.train_s_a.mean()), std_a=float(run.train_s_a.std())
         )
@@ -208,20 +216,16 @@ def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
     return run
 
 
-def _appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
+def _appearance(cfg, cubes: CubeSource) -> tuple[AppearanceBank, np.ndarray]:
     """The run's appearance bank and training S_a (saved in the run directory)."""
     saved = Path(cfg.run_dir) / "appearance_bank.npz"
-    if not saved.is_file() and not has_training_cubes(cfg):
+    if not saved.is_file() and not cubes.has(cubes.train_split):
         raise DetectError(
             f"eval.w_a > 0 needs the appearance bank {saved} or the training cubes in "
-            f"{cube_dir(cfg, cfg.data.train_split)}; run eval.py on the run first, or pass "
+            f"{cubes.folder(cubes.train_split)}; run eval.py on the run first, or pass "
             "--set eval.w_a=0"
         )
     return build_appearance(cfg)
-
-
-def has_training_cubes(cfg) -> bool:
-    return (cube_dir(cfg, cfg.data.train_split) / "manifest.json").is_file()
 
 
 def _training_stats(run: TrainedRun) -> dict:
@@ -229,16 +233,16 @@ def _training_stats(run: TrainedRun) -> dict:
     stats = cached_statistics(run.scoring, run.ckpt, run.ckpt_path)
     if stats is not None:
         return stats
-    cfg = run.cfg
-    if has_training_cubes(cfg):
-        cubes = functools.partial(open_cubes, cfg, cfg.data.train_split)
+    cubes = run.cubes
+    if cubes.has(cubes.train_split):
+        training_cubes = functools.partial(cubes.open, cubes.train_split)
         return training_statistics(
-            run.scoring, run.model, cubes, run.ckpt, run.ckpt_path, run.device
+            run.scoring, run.model, training_cubes, run.ckpt, run.ckpt_path, run.device
         )
     raise DetectError(
         f"no training statistics for {run.ckpt_path}: {run.scoring.stats_path(run.ckpt_path)} "
         f"is missing or belongs to another checkpoint, and the training cubes to compute them "
-        f"are not in {cube_dir(cfg, cfg.data.train_split)} (run eval.py on the run first)"
+        f"are not in {cubes.folder(cubes.train_split)} (run eval.py on the run first)"
     )
 
 
@@ -256,24 +260,64 @@ def _border_groups(run: TrainedRun) -> dict:
     return border_groups(objects, run.cfg.eval.border_margin, run.train_s_a)
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How the restored model runs when scoring: in PyTorch (folded weight and batch norms with
+    `fuse`, NHWC with `channels_last`, autocast to `precision`) or as the exported graph in
+    `backend`; on CPU in micro-batches of `micro_batch` cubes."""
+
+    backend: str = "torch"
+    fuse: bool = True
+    channels_last: bool = True
+    precision: torch.dtype | None = None  # autocast dtype (None: float32)
+    micro_batch: int = 0
+
+    @classmethod
+    def from_config(cls, cfg, device: torch.device) -> Execution:
+        return cls(
+            backend=cfg.eval.backend,
+            fuse=bool(cfg.eval.fuse),
+            channels_last=bool(cfg.eval.channels_last),
+            precision=scoring_dtype(bool(cfg.eval.bf16_cpu), bool(cfg.eval.amp), device),
+            micro_batch=int(cfg.eval.cpu_micro_batch) if device.type == "cpu" else 0,
+        )
+
+
+@dataclass(frozen=True)
+class ExportShape:
+    """What an exported scoring graph is made for: the model type and the cube shape."""
+
+    model_type: str
+    deterministic: bool
+    cube_size: int
+    num_frames: int
+
+    @classmethod
+    def from_config(cls, cfg) -> ExportShape:
+        cubes = cfg.preprocess.cubes
+        return cls(cfg.model.type, bool(cfg.model.deterministic), cubes.size, cubes.num_frames)
+
+
 def export_path(ckpt_path: Path) -> Path:
     """Where a checkpoint's exported scoring graph lives: stage3/best.pth -> stage3/best.onnx."""
     return ckpt_path.with_suffix(".onnx")
 
 
-def export_for_scoring(cfg, model, ckpt: dict, ckpt_path: Path) -> tuple[Path, dict]:
+def export_for_scoring(
+    model: torch.nn.Module, ckpt: dict, ckpt_path: Path, shape: ExportShape
+) -> tuple[Path, dict]:
     """The checkpoint's exported graph and its metadata, exported first when missing or made
     from another checkpoint (export.py does the same on demand)."""
-    if not cfg.model.deterministic:
+    if not shape.deterministic:
         raise ValueError(
             "an exported graph scores in test mode only (model.deterministic: true); sampled "
             "latents need eval.backend=torch"
         )
     path = export_path(ckpt_path)
-    made_from = {"checkpoint": checkpoint_identity(ckpt), "model_type": cfg.model.type}
+    made_from = {"checkpoint": checkpoint_identity(ckpt), "model_type": shape.model_type}
     metadata = read_metadata(path) if path.is_file() else {}
     if {k: metadata.get(k) for k in made_from} != made_from:
-        size, count = cfg.preprocess.cubes.size, cfg.preprocess.cubes.num_frames
+        size, count = shape.cube_size, shape.num_frames
         frames = torch.zeros(2, count, 3, size, size)
         flows = torch.zeros(2, count - 1, 2, size, size)
         export_onnx(model, path, frames, flows, made_from)
@@ -281,33 +325,39 @@ def export_for_scoring(cfg, model, ckpt: dict, ckpt_path: Path) -> tuple[Path, d
     return path, metadata
 
 
-def exported_scoring_model(cfg, model, ckpt: dict, ckpt_path: Path) -> ExportedModel:
-    """The restored model as an exported graph in eval.backend (onnxruntime or openvino; in
-    bf16 with eval.bf16_cpu, OpenVINO only), on CPU micro-batches of eval.cpu_micro_batch."""
-    if resolve_device(cfg.device).type != "cpu":
-        raise ValueError(f"eval.backend={cfg.eval.backend} runs on the CPU: set device=cpu")
-    if cfg.eval.backend == "onnxruntime" and cfg.eval.bf16_cpu:  # before a needless export
+def exported_scoring_model(
+    model: torch.nn.Module,
+    ckpt: dict,
+    ckpt_path: Path,
+    shape: ExportShape,
+    execution: Execution,
+    device: torch.device,
+) -> ExportedModel:
+    """The restored model as an exported graph in `execution.backend` (onnxruntime or
+    openvino; bf16 with OpenVINO only)."""
+    backend = execution.backend
+    if device.type != "cpu":
+        raise ValueError(f"eval.backend={backend} runs on the CPU: set device=cpu")
+    bf16 = execution.precision == torch.bfloat16
+    if backend == "onnxruntime" and bf16:  # before a needless export
         raise ValueError(
             "eval.backend=onnxruntime scores in float32 only: set eval.bf16_cpu=false, or use "
             "eval.backend=openvino for bf16"
         )
-    path, metadata = export_for_scoring(cfg, model, ckpt, ckpt_path)
+    path, metadata = export_for_scoring(model, ckpt, ckpt_path, shape)
     return exported_model(
-        path,
-        cfg.eval.backend,
-        metadata["outputs"],
-        micro_batch=cfg.eval.cpu_micro_batch,
-        bf16=cfg.eval.bf16_cpu,
+        path, backend, metadata["outputs"], micro_batch=execution.micro_batch, bf16=bf16
     )
 
 
-def prepare_scoring_model(cfg, model, device: torch.device) -> ScoringModel:
-    """The restored model as eval.py and detect.py score with it (eval.fuse,
-    eval.channels_last, eval.bf16_cpu / eval.amp, eval.cpu_micro_batch; models/inference.py)."""
+def prepare_scoring_model(
+    model: torch.nn.Module, execution: Execution, device: torch.device
+) -> ScoringModel:
+    """The restored model as eval.py and detect.py score with it (models/inference.py)."""
     return scoring_model(
         model.to(device).eval(),
-        fuse=cfg.eval.fuse,
-        channels_last=cfg.eval.channels_last,
-        autocast_dtype=scoring_dtype(cfg, device),
-        micro_batch=cfg.eval.cpu_micro_batch if device.type == "cpu" else 0,
+        fuse=execution.fuse,
+        channels_last=execution.channels_last,
+        autocast_dtype=execution.precision,
+        micro_batch=execution.micro_batch,
     )

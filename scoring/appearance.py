@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets import open_cubes
+from datasets import CubeSource
 from utils.fingerprint import data_section, digest
 from utils.io import write_npz
 
@@ -137,7 +137,7 @@ def build_appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
     cached = load_bank(path, identity)
     if cached is not None:
         return cached
-    train = open_cubes(cfg, cfg.data.train_split)
+    train = CubeSource.from_config(cfg).open(cfg.data.train_split)
     crops = grey_crops(train.target_frames())
     val = [v for v, name in enumerate(train.videos) if name in cfg.train.val_videos]
     in_bank = ~np.isin(train.video_idx, val)

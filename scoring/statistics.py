@@ -24,12 +24,12 @@ from utils.misc import get_logger, progress_bar, seed_everything
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
 
-def scoring_dtype(cfg, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for scoring: bfloat16 on CPU with eval.bf16_cpu, float16 on CUDA with
-    eval.amp, else None (float32)."""
-    if device.type == "cpu" and cfg.eval.bf16_cpu:
+def scoring_dtype(bf16_cpu: bool, amp: bool, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for scoring: bfloat16 on CPU with `bf16_cpu` (eval.bf16_cpu),
+    float16 on CUDA with `amp` (eval.amp), else None (float32)."""
+    if device.type == "cpu" and bf16_cpu:
         return torch.bfloat16
-    if device.type == "cuda" and cfg.eval.amp:
+    if device.type == "cuda" and amp:
         return torch.float16
     return None
 
@@ -51,7 +51,7 @@ class ScoringSettings:
         return cls(
             deterministic=bool(cfg.model.deterministic),
             seed=int(cfg.seed),
-            precision=scoring_dtype(cfg, device),
+            precision=scoring_dtype(bool(cfg.eval.bf16_cpu), bool(cfg.eval.amp), device),
             backend=cfg.eval.backend,
             batch_size=int(cfg.eval.batch_size),
             num_workers=int(cfg.eval.num_workers),

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from datasets import open_cubes
+from datasets import CubeSource
 from datasets.frames import open_video
 from engine.stages import train_stage1
 from evaluation.protocol import evaluate, rescore
@@ -119,7 +119,7 @@ def test_detect_scores_appearance_like_the_offline_cubes(tmp_path):
     video = open_video(tmp_path / "data" / "synthetic" / "testing" / "frames" / "01")
     doc = detect_with(det, [video], tmp_path / "out", progress=False)[0]
     objects = np.genfromtxt(tmp_path / "out" / "01" / "objects.csv", delimiter=",", names=True)
-    test = open_cubes(cfg, "testing")
+    test = CubeSource.from_config(cfg).open("testing")
     np.testing.assert_allclose(
         objects["s_a"], det.appearance_novelty(test.target_frames()), rtol=1e-5
     )

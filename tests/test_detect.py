@@ -19,7 +19,7 @@ import pytest
 from data_paths import PED2
 
 from datasets import CubeDataset
-from datasets.cubes import CUBE_ARRAYS, cube_dir
+from datasets.cubes import CUBE_ARRAYS, CubeSource
 from engine.stages import train_stage1
 from inference.detect import detect, detect_video, limit_frames, open_input
 from inference.stream_scoring import LiveSmoother
@@ -93,7 +93,7 @@ def test_ped2_stream_equals_offline_cubes_and_eval_scores(tiny_run, tmp_path):
         [f"data.cache_dir={tmp_path / 'cache'}", "data.videos=['01']", "data.max_frames=40"],
     )
     run_preprocess(offline_cfg, splits=("testing",))
-    offline = CubeDataset(cube_dir(offline_cfg, "testing"))
+    offline = CubeDataset(CubeSource.from_config(offline_cfg).folder("testing"))
 
     det = load_trained_run(tiny_run, device="cpu")
     video = limit_frames(open_input(PED2_VIDEO), 40)

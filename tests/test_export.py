@@ -8,7 +8,7 @@ import torch
 from fake_cubes import TINY_MODEL
 
 from inference.runtimes import exported_model
-from inference.trained_run import export_for_scoring, export_path, load_trained_run
+from inference.trained_run import ExportShape, export_for_scoring, export_path, load_trained_run
 from models import build_model, object_scores, scoring_model
 from models.export import export_onnx, graph_outputs, metadata_path, read_metadata
 from scoring.statistics import ScoringSettings
@@ -105,7 +105,10 @@ def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_ru
     # an export made from another checkpoint is replaced, not used
     write_json(metadata_path(path), {**read_metadata(path), "checkpoint": {"epoch": 99}})
     cfg = onnx_run.cfg
-    _, metadata = export_for_scoring(cfg, torch_run.model.model, onnx_run.ckpt, onnx_run.ckpt_path)
+    shape = ExportShape.from_config(cfg)
+    _, metadata = export_for_scoring(
+        torch_run.model.model, onnx_run.ckpt, onnx_run.ckpt_path, shape
+    )
     assert metadata["checkpoint"]["epoch"] == onnx_run.ckpt["epoch"]
 
 

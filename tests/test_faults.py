@@ -153,7 +153,7 @@ def test_a_truncated_cube_file_is_named_and_not_current(tmp_path):
 
 # 10 ------------------------------------------------------------------------------------------
 def test_a_damaged_training_errors_file_is_recomputed(memae_run, tmp_path):
-    from datasets import open_cubes
+    from datasets import CubeSource
     from inference.trained_run import load_run
     from scoring.statistics import ScoringSettings, cached_object_errors, training_object_errors
 
@@ -163,7 +163,7 @@ def test_a_damaged_training_errors_file_is_recomputed(memae_run, tmp_path):
     cfg, model, ckpt, path = load_run(tmp_path / "run")
     device = torch.device("cpu")
     settings = ScoringSettings.from_config(cfg, device)
-    cubes = functools.partial(open_cubes, cfg, cfg.data.train_split)
+    cubes = functools.partial(CubeSource.from_config(cfg).open, cfg.data.train_split)
     assert cached_object_errors(settings, ckpt, path) is None
     assert len(training_object_errors(settings, model, cubes, ckpt, path, device)["s_r"]) == 48
     assert len(cached_object_errors(settings, ckpt, path)["s_r"]) == 48  # rewritten whole

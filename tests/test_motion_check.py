@@ -7,7 +7,7 @@ import pytest
 import torch
 from fake_cubes import tiny_overrides
 
-from datasets import CubeDataset, cube_dir
+from datasets import CubeDataset, CubeSource
 from engine.stages import train_stage
 from models.losses import object_scores
 from tools.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
@@ -59,7 +59,7 @@ def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     assert table[-1].startswith("References: copy of x4 ")
 
     _, model, _, _ = load_run_model(run)
-    dataset = CubeDataset(cube_dir(cfg, "testing"), max_cubes=40)
+    dataset = CubeDataset(CubeSource.from_config(cfg).folder("testing"), max_cubes=40)
     frames = torch.stack([dataset[i]["frames"] for i in range(len(dataset))])
     flows = torch.stack([dataset[i]["flows"] for i in range(len(dataset))])
     with torch.inference_mode():

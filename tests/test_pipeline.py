@@ -8,7 +8,7 @@ import torch
 from scipy.ndimage import median_filter
 from sklearn.metrics import roc_auc_score
 
-from datasets.cubes import cube_dir
+from datasets.cubes import CubeSource
 from datasets.labels import LabelSource
 from pipeline.run import run_pipeline
 from tools.report import publish
@@ -19,7 +19,7 @@ def flow_magnitude_baseline(cfg) -> float:
     """Micro AUROC (%) of a motion-only score on the same test cubes, computed independently:
     frame score = max over its objects of the mean magnitude of the last flow (0 without
     objects), first frames dropped, median-filtered per video like the model's score."""
-    folder = cube_dir(cfg, cfg.data.test_split)
+    folder = CubeSource.from_config(cfg).folder(cfg.data.test_split)
     manifest = json.loads((folder / "manifest.json").read_text())
     flows = np.load(folder / "flows.npy", mmap_mode="r")
     video_idx = np.load(folder / "video_idx.npy")

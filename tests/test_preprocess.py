@@ -9,7 +9,7 @@ import pytest
 import torch
 from data_paths import PED2
 
-from datasets import CubeDataset, cube_dir, open_cubes
+from datasets import CubeDataset, CubeSource
 from datasets.frames import list_videos
 from datasets.labels import LabelSource
 from pre_process.boxes import BoxExtractor, ForegroundBoxes, merge_close, remove_covered
@@ -396,17 +396,18 @@ def test_run_preprocess_synthetic_caches_and_resumes(tmp_path):
     train, test = summary["splits"]["training"], summary["splits"]["testing"]
     assert train["frames"] == 20 and test["frames"] == 20
     assert train["cubes"] == train["boxes"] > 0 and test["cubes"] > 0
-    cubes = CubeDataset(cube_dir(cfg, "testing"))
+    cubes = CubeDataset(CubeSource.from_config(cfg).folder("testing"))
     assert cubes.manifest["frame_size"] == [48, 64] and cubes.num_frames == [10, 10]
     assert cubes.manifest["config"]["preprocess"]["flow"]["method"] == "dis"
     labels = LabelSource.from_config(cfg).load(cubes.videos, cubes.num_frames)
     assert all(v.shape == (10,) for v in labels.values())
     assert (tmp_path / "cache" / "config.yaml").is_file()
     assert (tmp_path / "cache" / "preprocess_summary.json").is_file()
-    assert len(open_cubes(cfg, "testing")) == test["cubes"]
+    assert len(CubeSource.from_config(cfg).open("testing")) == test["cubes"]
     other = tiny_synthetic(tmp_path, "preprocess.flow.units_size=[96, 128]")
     with pytest.raises(CheckpointError, match=r"preprocess\.flow\.units_size: None there"):
-        open_cubes(other, "testing")  # cubes of other settings are never read silently
+        # cubes of other settings are never read silently
+        CubeSource.from_config(other).open("testing")
 
     again = run_preprocess(cfg)  # everything is up to date
     for split in ("training", "testing"):
@@ -465,7 +466,7 @@ def test_ped2_two_videos(tmp_path):
         s = summary["splits"][split]
         assert s["videos"] == 2 and s["frames"] == 60
         assert 2 <= s["boxes_per_frame"] <= 20, s
-        data = CubeDataset(cube_dir(cfg, split))
+        data = CubeDataset(CubeSource.from_config(cfg).folder(split))
         assert len(data) == s["cubes"] and data.manifest["frame_size"] == [240, 360]
         assert data.videos == ["01", "02"] and data.num_frames == [30, 30]
         item = data[len(data) // 2]

@@ -218,10 +218,13 @@ def test_micro_batches_equal_whole_batch():
 def test_scoring_precision_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = load_config("cfgs/ped2.yaml", [])
-    assert scoring_dtype(cfg, cpu) is None and scoring_dtype(cfg, cuda) is None
+    assert (
+        scoring_dtype(cfg.eval.bf16_cpu, cfg.eval.amp, cpu) is None
+        and scoring_dtype(cfg.eval.bf16_cpu, cfg.eval.amp, cuda) is None
+    )
     low = load_config("cfgs/ped2.yaml", ["eval.bf16_cpu=true", "eval.amp=true"])
-    assert scoring_dtype(low, cpu) == torch.bfloat16
-    assert scoring_dtype(low, cuda) == torch.float16
+    assert scoring_dtype(low.eval.bf16_cpu, low.eval.amp, cpu) == torch.bfloat16
+    assert scoring_dtype(low.eval.bf16_cpu, low.eval.amp, cuda) == torch.float16
     ckpt = {"module": "hf2vad", "epoch": 1, "step": 2, "saved_at": "t", "fingerprints": {}}
     plain = ScoringSettings.from_config(cfg, cpu).identity(ckpt)
     assert "precision" not in plain  # float32 statistics keep their identity

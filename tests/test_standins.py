@@ -14,7 +14,7 @@ import pytest
 import scipy.io
 import torch
 
-from datasets.cubes import cube_dir
+from datasets.cubes import CubeSource
 from datasets.frames import Video, exclude_stretches, list_videos, open_video, read_video
 from datasets.synthetic import Mover, make_background, render
 from pipeline.run import run_pipeline
@@ -186,7 +186,7 @@ def test_avenue_layout_pipeline(tmp_path):
     cfg, metrics = run_standin("cfgs/avenue.yaml", root, tmp_path, AVENUE_EXCLUDE)
     assert cfg.data.train_split == "training_videos" and cfg.data.label_format == "mat_intervals"
 
-    train = read_json(cube_dir(cfg, cfg.data.train_split) / "manifest.json")
+    train = read_json(CubeSource.from_config(cfg).folder(cfg.data.train_split) / "manifest.json")
     assert train["videos"] == list(AVENUE_CLIPS)
     assert train["num_frames"] == [n for _, n in AVENUE_CLIPS.values()]
     assert [s["start"] for s in train["sources"]] == [s for s, _ in AVENUE_CLIPS.values()]
@@ -236,11 +236,11 @@ def test_shanghaitech_layout_pipeline(tmp_path):
     cfg, metrics = run_standin("cfgs/shanghaitech.yaml", root, tmp_path)
     assert cfg.model.memae.mem_usage == [False, True, True]
 
-    train = read_json(cube_dir(cfg, cfg.data.train_split) / "manifest.json")
+    train = read_json(CubeSource.from_config(cfg).folder(cfg.data.train_split) / "manifest.json")
     assert train["videos"] == list(SHTECH_TRAIN)
     assert train["num_frames"] == list(SHTECH_TRAIN.values())
     assert all(s["source"].endswith(".avi") for s in train["sources"])
-    test = read_json(cube_dir(cfg, cfg.data.test_split) / "manifest.json")
+    test = read_json(CubeSource.from_config(cfg).folder(cfg.data.test_split) / "manifest.json")
     assert test["videos"] == list(SHTECH_TEST)
     assert all(Path(s["source"]).parent.name == "frames" for s in test["sources"])
 

@@ -6,7 +6,7 @@ import pytest
 import scipy.signal
 import torch
 
-from datasets import CubeDataset, WithFlowRecon, train_val_cubes
+from datasets import CubeDataset, CubeSource, WithFlowRecon
 from engine.checkpoint import load_checkpoint
 from engine.stages import frozen_reconstructions, train_stage, train_stage1
 from models import build_model
@@ -16,17 +16,17 @@ from utils.config import load_config
 
 def test_validation_videos_are_left_out_of_training(tiny_cfg):
     cfg = tiny_cfg("train.val_videos=[t2]", "train.val_max_cubes=10")
-    train, val = train_val_cubes(cfg)
+    train, val = CubeSource.from_config(cfg).train_val()
     names = train.videos
     assert {names[v] for v in train.video_idx} == {"t1"}
     assert {names[v] for v in val.video_idx} == {"t2"}
     assert len(train) == 24 and len(val) == 10
-    assert train_val_cubes(tiny_cfg())[1] is None
+    assert CubeSource.from_config(tiny_cfg()).train_val()[1] is None
 
 
 def test_unknown_validation_video_is_named(tiny_cfg):
     with pytest.raises(ValueError, match=r"\['t9'\] are not in cube folder"):
-        train_val_cubes(tiny_cfg("train.val_videos=[t9]"))
+        CubeSource.from_config(tiny_cfg("train.val_videos=[t9]")).train_val()
 
 
 def test_subset_rows_follow_the_videos(tiny_cfg, tmp_path):
@@ -74,7 +74,7 @@ def test_precomputed_reconstructions_equal_the_frozen_forward(tiny_cfg):
     model = build_model(cfg.model)
     model.set_memae_frozen(True)
     model.eval()
-    train, _ = train_val_cubes(cfg)
+    train, _ = CubeSource.from_config(cfg).train_val()
     recon = frozen_reconstructions(model.memae, train, torch.device("cpu"), cfg.train)
     cached = WithFlowRecon(train, recon)
     batch = {k: torch.stack([cached[i][k] for i in range(4)]) for k in ("frames", "flows")}

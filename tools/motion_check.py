@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datasets import CubeDataset, open_cubes
+from datasets import CubeDataset, CubeSource
 from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
 from inference.trained_run import load_run, run_config_path
@@ -126,7 +126,7 @@ def check_run(run_dir: Path, split: str | None, num_cubes: int, checkpoint=None)
     """The motion check of one checkpoint of a run, as the JSON document it is written as."""
     cfg, model, ckpt_path, identity = load_run_model(run_dir, checkpoint)
     split = split or cfg.data.test_split
-    dataset = open_cubes(cfg, split, max_cubes=num_cubes)
+    dataset = CubeSource.from_config(cfg).open(split, max_cubes=num_cubes)
     rows = motion_check(model, dataset, units_scale(cfg, dataset.manifest["frame_size"]))
     doc = {"run": str(run_dir), "checkpoint": {"path": str(ckpt_path), **identity}}
     return {**doc, "split": split, "num_cubes": len(dataset), "rows": rows}
