@@ -30,13 +30,14 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup_distributed(cfg) -> DistContext:
-    """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device."""
-    set_cpu_threads(cfg.train.cpu_threads)
+def setup_distributed(device_name: str, cpu_threads: int) -> DistContext:
+    """Join the torchrun process group when WORLD_SIZE > 1; pick this process's device
+    (`device_name`: the config's `device`; `cpu_threads`: train.cpu_threads, 0 = torch's)."""
+    set_cpu_threads(cpu_threads)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(cfg.device)
+    device = resolve_device(device_name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if world_size > 1 and not dist.is_initialized():

@@ -11,7 +11,7 @@ from datasets import CubeSource, WithFlowRecon
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
 from engine.run_dir import RunLayout
-from engine.trainer import FitSettings, Stage, autocast, finished, fit, to_device
+from engine.trainer import FitSettings, Stage, StageSchedule, autocast, finished, fit, to_device
 from models import build_loss, build_memae, build_model, memae_loss, model_type
 from utils.misc import seed_everything
 from utils.plots import tensorboard_grid
@@ -28,10 +28,11 @@ def train_stage1(cfg, resume: bool = False) -> dict:
             f"train.stage1_from is {cfg.train.stage1_from!r}: this run uses that stage 1 and "
             "trains none (set train.stage1_from=null to train one)"
         )
-    ctx = setup_distributed(cfg)
+    ctx = setup_distributed(cfg.device, cfg.train.cpu_threads)
     seed_everything(cfg.seed)
     memae = build_memae(cfg.model.memae)
-    dataset, val_dataset = CubeSource.from_config(cfg).train_val(cfg.stage1.max_cubes)
+    schedule = StageSchedule.from_config(cfg.stage1)
+    dataset, val_dataset = CubeSource.from_config(cfg).train_val(schedule.max_cubes)
     lambda_recon, lambda_ent = cfg.loss.lambda_recon, cfg.loss.lambda_ent
 
     def loss_fn(module, batch):
@@ -49,7 +50,7 @@ def train_stage1(cfg, resume: bool = False) -> dict:
 
     stage = Stage(
         "stage1",
-        cfg.stage1,
+        schedule,
         RunLayout.from_config(cfg).stage_dir(1),
         memae,
         "memae",
@@ -96,14 +97,15 @@ def image_grid(batch, out):
 
 
 @torch.inference_mode()
-def frozen_reconstructions(memae, dataset, device, train_cfg, batch_size: int = 256):
+def frozen_reconstructions(memae, dataset, device, settings: FitSettings, batch_size: int = 256):
     """The frozen ML-MemAE-SC's reconstructions of every flow of `dataset` [N, F, 2, H, W]
-    (float32, on the CPU): a fixed function of the cube while stage 2 trains, so computed once."""
+    (float32, on the CPU): a fixed function of the cube while stage 2 trains, so computed once;
+    in the training precision of `settings`."""
     memae.eval()
     parts = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         flows = to_device(batch, device)["flows"]
-        with autocast(device, train_cfg):
+        with autocast(device, settings):
             recon = memae(flows.flatten(0, 1))["recon"]
         parts.append(recon.float().view_as(flows).cpu())
     return torch.cat(parts) if parts else torch.zeros(0)
@@ -135,7 +137,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         raise ValueError(
             f"config key 'train.init_from' must be best or last, got {cfg.train.init_from!r}"
         )
-    ctx = setup_distributed(cfg)
+    ctx = setup_distributed(cfg.device, cfg.train.cpu_threads)
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
     # stage 2 starts from stage 1's ML-MemAE-SC (or train.stage1_from), stage 3 from stage 2
@@ -149,18 +151,19 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         # The frozen ML-MemAE-SC gets no gradients; its loss terms are logged, not optimised.
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
     criterion = build_loss(loss_cfg)
-    stage_cfg = cfg[f"stage{stage}"]
-    dataset, val_dataset = CubeSource.from_config(cfg).train_val(stage_cfg.max_cubes)
+    schedule = StageSchedule.from_config(cfg[f"stage{stage}"])
+    settings = FitSettings.from_config(cfg)
+    dataset, val_dataset = CubeSource.from_config(cfg).train_val(schedule.max_cubes)
     out_dir = RunLayout.from_config(cfg).stage_dir(stage)
-    skip = resume and finished(out_dir, stage_cfg.num_epochs)  # fit() says so
+    skip = resume and finished(out_dir, schedule.num_epochs)  # fit() says so
     if stage == 2 and model.memae is not None and not skip:
         memae = model.memae.to(ctx.device)
         dataset = WithFlowRecon(
-            dataset, frozen_reconstructions(memae, dataset, ctx.device, cfg.train)
+            dataset, frozen_reconstructions(memae, dataset, ctx.device, settings)
         )
         if val_dataset is not None:
             val_dataset = WithFlowRecon(
-                val_dataset, frozen_reconstructions(memae, val_dataset, ctx.device, cfg.train)
+                val_dataset, frozen_reconstructions(memae, val_dataset, ctx.device, settings)
             )
     val_fn = prediction_error
     if stage == 3:
@@ -172,7 +175,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
 
     run = Stage(
         f"stage{stage}",
-        stage_cfg,
+        schedule,
         out_dir,
         model,
         "hf2vad",
@@ -183,4 +186,4 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         val_fn,
         init_note,
     )
-    return fit(run, FitSettings.from_config(cfg), ctx, resume=resume)
+    return fit(run, settings, ctx, resume=resume)

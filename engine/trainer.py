@@ -49,36 +49,37 @@ ImageFn = Callable[[dict, dict], torch.Tensor]
 ValFn = Callable[[nn.Module, dict], torch.Tensor]
 
 
-def build_optimizer(params, stage_cfg) -> torch.optim.Adam:
+def build_optimizer(params, schedule) -> torch.optim.Adam:
     """Adam (betas 0.9 / 0.999) with the stage's lr and eps (docs/method.md §5). The fused kernel
     updates every parameter in one pass (9x faster than the per-tensor loop on CPU for the 57M
     memory slots; same update up to float rounding)."""
     return torch.optim.Adam(
-        params, lr=stage_cfg.lr, eps=stage_cfg.eps, betas=(0.9, 0.999), fused=True
+        params, lr=schedule.lr, eps=schedule.eps, betas=(0.9, 0.999), fused=True
     )
 
 
-def build_scheduler(optimizer, stage_cfg) -> torch.optim.lr_scheduler.StepLR:
+def build_scheduler(optimizer, schedule) -> torch.optim.lr_scheduler.StepLR:
     """StepLR: lr x gamma every step_size epochs (stepped once per epoch)."""
     return torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=stage_cfg.step_size, gamma=stage_cfg.gamma
+        optimizer, step_size=schedule.step_size, gamma=schedule.gamma
     )
 
 
-def autocast(device: torch.device, train_cfg):
-    """float16 autocast on CUDA when train.amp, bfloat16 on CPU when train.bf16_cpu."""
-    if device.type == "cuda" and train_cfg.amp:
+def autocast(device: torch.device, settings):
+    """float16 autocast on CUDA when `settings.amp`, bfloat16 on CPU when `settings.bf16_cpu`
+    (FitSettings: train.amp, train.bf16_cpu)."""
+    if device.type == "cuda" and settings.amp:
         return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and train_cfg.bf16_cpu:
+    if device.type == "cpu" and settings.bf16_cpu:
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def build_train_loader(dataset: Dataset, stage_cfg, seed: int, ctx: DistContext) -> DataLoader:
+def build_train_loader(dataset: Dataset, schedule, seed: int, ctx: DistContext) -> DataLoader:
     """Shuffled loader over this process's shard; order depends on (seed, epoch) only."""
-    if stage_cfg.batch_size % ctx.world_size:
+    if schedule.batch_size % ctx.world_size:
         raise ValueError(
-            f"stage batch_size {stage_cfg.batch_size} must be divisible by the number of "
+            f"stage batch_size {schedule.batch_size} must be divisible by the number of "
             f"processes ({ctx.world_size})"
         )
     sampler = DistributedSampler(
@@ -86,9 +87,9 @@ def build_train_loader(dataset: Dataset, stage_cfg, seed: int, ctx: DistContext)
     )
     return DataLoader(
         dataset,
-        batch_size=stage_cfg.batch_size // ctx.world_size,
+        batch_size=schedule.batch_size // ctx.world_size,
         sampler=sampler,
-        num_workers=stage_cfg.num_workers,
+        num_workers=schedule.num_workers,
         worker_init_fn=seed_worker,
         generator=torch.Generator(),
         pin_memory=ctx.device.type == "cuda",
@@ -105,6 +106,39 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """The seed of one epoch on one process (distinct noise per rank, fixed per epoch)."""
     return seed + 1_000_003 * (epoch + 1) + 7919 * rank
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """One stage's section of the config (stage1, stage2, stage3), read once: epochs, batch,
+    Adam and StepLR settings, data loader workers, checkpoints, early stopping and the cube
+    subsample (`max_cubes`, 0 = all)."""
+
+    num_epochs: int
+    batch_size: int
+    lr: float
+    eps: float
+    step_size: int
+    gamma: float
+    num_workers: int
+    ckpt_every: int
+    max_cubes: int
+    patience: int
+
+    @classmethod
+    def from_config(cls, section) -> StageSchedule:
+        return cls(
+            num_epochs=int(section.num_epochs),
+            batch_size=int(section.batch_size),
+            lr=float(section.lr),
+            eps=float(section.eps),
+            step_size=int(section.step_size),
+            gamma=float(section.gamma),
+            num_workers=int(section.num_workers),
+            ckpt_every=int(section.ckpt_every),
+            max_cubes=int(section.max_cubes),
+            patience=int(section.patience),
+        )
 
 
 @dataclass(frozen=True)
@@ -147,11 +181,11 @@ class Stage:
     kind: "memae" or "hf2vad", recorded in the checkpoint.
     val_dataset, val_fn: held-out normal cubes (whole training videos) and their per-cube error;
     when given, best.pth is the epoch with the lowest mean validation error and the stage stops
-    after `stage_cfg.patience` epochs without improvement (0 = never early).
+    after `schedule.patience` epochs without improvement (0 = never early).
     """
 
     name: str
-    stage_cfg: object
+    schedule: StageSchedule
     out_dir: Path
     module: nn.Module
     kind: str
@@ -182,7 +216,7 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     ctx: DistContext,
-    train_cfg: FitSettings,
+    fit_settings: FitSettings,
     epoch: int,
     step: int,
     writer,
@@ -191,7 +225,7 @@ def train_one_epoch(
     train_module.train()
     sums: dict[str, torch.Tensor] = {}
     count = 0
-    num_epochs = stage.stage_cfg.num_epochs
+    num_epochs = stage.schedule.num_epochs
     bar = progress_bar(
         loader,
         desc=f"{stage.name} {epoch + 1}/{num_epochs}",
@@ -203,7 +237,7 @@ def train_one_epoch(
     report_every = 0 if progress_bars_wanted() else max(1, len(loader) // 4)
     for i, batch in enumerate(bar, start=1):
         batch = to_device(batch, ctx.device)
-        with autocast(ctx.device, train_cfg):
+        with autocast(ctx.device, fit_settings):
             losses, out = stage.loss_fn(train_module, batch)
         total = losses["total"]
         if not torch.isfinite(total):
@@ -221,12 +255,12 @@ def train_one_epoch(
             sums[name] = sums.get(name, 0.0) + value.detach().double().cpu() * size
         # every loss term at a fixed step interval, and at least at the end of every epoch
         last = i == len(loader)
-        if writer is not None and (step % train_cfg.log_every == 0 or last):
+        if writer is not None and (step % fit_settings.log_every == 0 or last):
             for name, value in losses.items():
                 writer.add_scalar(f"loss/{name}", value.item(), step)
             writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
         # images at a fixed interval, and at least once per epoch (short stages, e.g. stage 3)
-        if writer is not None and (step % train_cfg.image_every == 0 or last):
+        if writer is not None and (step % fit_settings.image_every == 0 or last):
             writer.add_image("objects", stage.image_fn(batch, out), step)
         if ctx.is_main:
             bar.set_postfix(loss=f"{total.item():.4g}")
@@ -239,7 +273,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def validate(stage: Stage, ctx: DistContext, train_cfg: FitSettings, batch_size: int) -> float:
+def validate(stage: Stage, ctx: DistContext, fit_settings: FitSettings, batch_size: int) -> float:
     """Mean validation error of the stage's module in eval mode (every process computes the same
     number on the whole validation set, so early-stopping decisions agree across processes)."""
     module = stage.module
@@ -249,7 +283,7 @@ def validate(stage: Stage, ctx: DistContext, train_cfg: FitSettings, batch_size:
     total, count = 0.0, 0
     for batch in loader:
         batch = to_device(batch, ctx.device)
-        with autocast(ctx.device, train_cfg):
+        with autocast(ctx.device, fit_settings):
             errors = stage.val_fn(module, batch)
         total += float(errors.double().sum())
         count += errors.shape[0]
@@ -352,7 +386,7 @@ def finished(out_dir: Path, num_epochs: int) -> bool:
 
 
 def fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool = False) -> dict:
-    """Train `stage` to `stage_cfg.num_epochs` epochs (or until early stopping), resuming from
+    """Train `stage` to `schedule.num_epochs` epochs (or until early stopping), resuming from
     last.pth when asked.
 
     Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean validation
@@ -367,14 +401,14 @@ def fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool = Fa
 
 def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) -> dict:
     logger = get_logger()
-    stage_cfg = stage.stage_cfg
+    schedule = stage.schedule
     module = stage.module.to(ctx.device)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, stage_cfg)
-    scheduler = build_scheduler(optimizer, stage_cfg)
+    optimizer = build_optimizer(params, schedule)
+    scheduler = build_scheduler(optimizer, schedule)
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and settings.amp)
     progress = _resume_state(stage, settings, ctx, optimizer, scheduler, scaler, resume)
-    if progress.epoch >= stage_cfg.num_epochs or progress.stopped_early:
+    if progress.epoch >= schedule.num_epochs or progress.stopped_early:
         why = "stopped early" if progress.stopped_early else "already trained"
         logger.info(f"{stage.name}: {why} after {_epochs(progress.epoch)}, nothing to do")
         return {"epochs": progress.epoch, "best_loss": progress.best, "seconds": 0.0}
@@ -386,7 +420,7 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
     if ctx.distributed:
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         train_module = DistributedDataParallel(module, device_ids=device_ids)
-    loader = build_train_loader(stage.dataset, stage_cfg, settings.seed, ctx)
+    loader = build_train_loader(stage.dataset, schedule, settings.seed, ctx)
     writer = None
     if ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter  # slow import, rank 0 only
@@ -398,10 +432,10 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
     logger.info(
         f"{stage.name}: {len(stage.dataset)} cubes{val_text}, "
         f"{sum(p.numel() for p in params):,} trained parameters, up to "
-        f"{_epochs(stage_cfg.num_epochs)}, {ctx.device}, {ctx.world_size} process(es)"
+        f"{_epochs(schedule.num_epochs)}, {ctx.device}, {ctx.world_size} process(es)"
     )
     started = time.time()
-    for epoch in range(progress.epoch, stage_cfg.num_epochs):
+    for epoch in range(progress.epoch, schedule.num_epochs):
         tic = time.time()
         loader.sampler.set_epoch(epoch)
         loader.generator.manual_seed(epoch_seed(settings.seed, epoch, ctx.rank))
@@ -422,10 +456,10 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         scheduler.step()
         val = None
         if stage.val_dataset is not None:
-            val = validate(stage, ctx, settings, stage_cfg.batch_size)
+            val = validate(stage, ctx, settings, schedule.batch_size)
         _update_progress(progress, epoch + 1, val if val is not None else means["total"])
-        if stage_cfg.patience and progress.epoch - progress.best_epoch >= stage_cfg.patience:
-            progress.stopped_early = progress.epoch < stage_cfg.num_epochs
+        if schedule.patience and progress.epoch - progress.best_epoch >= schedule.patience:
+            progress.stopped_early = progress.epoch < schedule.num_epochs
         if ctx.is_main:
             _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, scaler)
             for name, value in means.items():
@@ -437,13 +471,13 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         terms = " ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "total")
         val_text = f" validation {val:.5g}" if val is not None else ""
         logger.info(
-            f"{stage.name} epoch {epoch + 1}/{stage_cfg.num_epochs}: loss {means['total']:.5g} "
+            f"{stage.name} epoch {epoch + 1}/{schedule.num_epochs}: loss {means['total']:.5g} "
             f"({terms}){val_text} lr {lr:.3g} {time.time() - tic:.1f}s"
         )
         barrier()
         if progress.stopped_early:
             logger.info(
-                f"{stage.name}: no validation improvement for {_epochs(stage_cfg.patience)}, "
+                f"{stage.name}: no validation improvement for {_epochs(schedule.patience)}, "
                 f"stopping; best epoch {progress.best_epoch}"
             )
             break
@@ -489,8 +523,8 @@ def _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, sca
     }
     if progress.best_epoch == done:
         save_checkpoint(stage.out_dir / "best.pth", state, settings.config, stage.kind)
-    final = done == stage.stage_cfg.num_epochs or progress.stopped_early
-    if done % stage.stage_cfg.ckpt_every == 0 or final:
+    final = done == stage.schedule.num_epochs or progress.stopped_early
+    if done % stage.schedule.ckpt_every == 0 or final:
         save_checkpoint(stage.out_dir / "last.pth", state, settings.config, stage.kind)
         if settings.keep_epochs:
             path = stage.out_dir / f"epoch_{done:03d}.pth"

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_curve
 
-from datasets import CubeSource
+from datasets import CubeDataset
 from datasets.labels import LabelSource
 from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
 from evaluation.settings import EvalSettings
-from inference.trained_run import trained_run_from_config
+from inference.trained_run import TrainedRun, trained_run_from_config
 from scoring.frame_scores import (
     FrameProtocol,
     auroc_summary,
@@ -409,19 +409,22 @@ def evaluate(cfg, out_dir: Path | None = None) -> dict:
     """Score the test cubes with the run's final model, write the eval folder, return metrics
     (holding the run directory's lock meanwhile)."""
     with folder_lock(cfg.run_dir):
-        return _evaluate(cfg, out_dir)
+        set_cpu_threads(cfg.train.cpu_threads)
+        settings = EvalSettings.from_config(cfg)
+        run = trained_run_from_config(cfg)
+        test = run.cubes.open(run.cubes.test_split)
+        return _evaluate(settings, run, test, out_dir)
 
 
-def _evaluate(cfg, out_dir: Path | None) -> dict:
+def _evaluate(
+    settings: EvalSettings, run: TrainedRun, test: CubeDataset, out_dir: Path | None
+) -> dict:
+    """Score `test` with `run`, then fuse, smooth, measure and write the eval folder."""
     logger = get_logger()
-    set_cpu_threads(cfg.train.cpu_threads)
-    settings = EvalSettings.from_config(cfg)
-    run = trained_run_from_config(cfg)
-    test = CubeSource.from_config(cfg).open(cfg.data.test_split)
     tic = time.time()
-    seed_everything(cfg.seed)  # the latent samples when model.deterministic is false
+    seed_everything(settings.seed)  # the latent samples when model.deterministic is false
     s_r, s_p = collect_object_scores(
-        run.model, test, cfg.eval.batch_size, cfg.eval.num_workers, run.device, "test scores"
+        run.model, test, settings.batch_size, settings.num_workers, run.device, "test scores"
     )
     seconds = time.time() - tic
     table = ObjectTable(

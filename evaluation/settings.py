@@ -19,8 +19,9 @@ class EvalSettings:
     and AUROC; border_margin: objects within it of the image border are z-scored with their
     group's statistics (None: eval.border_stats off); labels, layout, test_cubes: where things
     are; val_videos: the validation split (for the checkpoint note); deterministic: test mode;
-    num_grid_objects, plots: the figures; config: the resolved config as a plain dict (saved
-    with the outputs; its fingerprints say what the scores belong to)."""
+    seed: of the latent samples (without test mode); batch_size, num_workers: of the scoring
+    passes; num_grid_objects, plots: the figures; config: the resolved config as a plain dict
+    (saved with the outputs; its fingerprints say what the scores belong to)."""
 
     name: str
     model_type: str
@@ -32,6 +33,9 @@ class EvalSettings:
     test_cubes: Path
     val_videos: tuple[str, ...]
     deterministic: bool
+    seed: int
+    batch_size: int
+    num_workers: int
     num_grid_objects: int
     plots: bool
     config: dict
@@ -49,6 +53,9 @@ class EvalSettings:
             test_cubes=CubeSource.from_config(cfg).folder(cfg.data.test_split),
             val_videos=tuple(cfg.train.val_videos),
             deterministic=bool(cfg.model.deterministic),
+            seed=int(cfg.seed),
+            batch_size=int(cfg.eval.batch_size),
+            num_workers=int(cfg.eval.num_workers),
             num_grid_objects=int(cfg.eval.num_grid_objects),
             plots=bool(cfg.eval.plots),
             config=cfg.to_dict(),

@@ -22,7 +22,7 @@ def run_pipeline(cfg) -> dict | None:
 
     Each step's time is appended to <run_dir>/pipeline_times.json as soon as it finishes
     (steps that were cached or already finished are left out)."""
-    ctx = setup_distributed(cfg)
+    ctx = setup_distributed(cfg.device, cfg.train.cpu_threads)
     layout = RunLayout.from_config(cfg)
     git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()

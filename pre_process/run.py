@@ -85,13 +85,14 @@ class PreprocessPlan:
         return cube_folder(self.cache_dir, split)
 
 
-def ensure_dataset(cfg) -> None:
-    """Generate the synthetic dataset when the config asks for it and it is absent or stale."""
-    folder = Path(cfg.data.root) / cfg.data.dataset
-    if not cfg.data.synthetic or synthetic.is_current(folder, cfg.synthetic):
+def ensure_dataset(data: Config, spec: Config) -> None:
+    """Generate the synthetic dataset (`spec`: the synthetic section) when the data section asks
+    for it (data.synthetic) and it is absent or stale."""
+    folder = Path(data.root) / data.dataset
+    if not data.synthetic or synthetic.is_current(folder, spec):
         return
     log.info(f"generating the synthetic dataset in {folder}")
-    info = synthetic.generate(folder, cfg.synthetic)
+    info = synthetic.generate(folder, spec)
     log.info(
         f"synthetic data: {info['train_frames']} training and {info['test_frames']} test "
         f"frames ({info['abnormal_test_frames']} abnormal)"
@@ -502,7 +503,7 @@ def run_preprocess(cfg, splits=None) -> dict:
     skipping what is cached and up to date. Prints and saves a summary; returns it."""
     splits = tuple(splits or (cfg.data.train_split, cfg.data.test_split))
     tic = time.time()
-    ensure_dataset(cfg)
+    ensure_dataset(cfg.data, cfg.synthetic)
     for split in splits:  # before anything is written: missing data leaves no cache behind
         folder = split_dir(cfg.data, split)
         if not folder.is_dir():

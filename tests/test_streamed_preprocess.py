@@ -78,7 +78,7 @@ def test_shanghaitech_standin_is_read_at_its_frame_size_by_its_config(tmp_path):
     """bench_disk's stand-in: videos resized to 856x480 .avi files in ShanghaiTech's layout,
     pre-processed by cfgs/shanghaitech.yaml itself (streamed flows, two workers)."""
     source = config(tmp_path, "unused")
-    ensure_dataset(source)  # writes the synthetic videos
+    ensure_dataset(source.data, source.synthetic)  # writes the synthetic videos
     videos = list_videos(source.data, "training")[:2]
     root = tmp_path / "standin"
     write_shanghaitech_standin(videos, root / "shanghaitech" / "training" / "videos")
