@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR, base_parser, print_table, save, setup
 from bench.standins import SHANGHAITECH_FRAME, write_shanghaitech_standin
+from datasets.cubes import cube_folder
 from datasets.frames import list_videos
 from pre_process import run_preprocess
 from utils.config import load_config, replaced
@@ -81,7 +82,7 @@ def main() -> None:
             split = summary["splits"][cfg.data.train_split]
             frames = split["frames"]
             flows, cubes = folder_bytes(cache / "flows"), folder_bytes(cache / "cubes")
-            height, width = base_frame(cache, cfg)
+            height, width = cube_frame_size(cube_folder(cache, cfg.data.train_split))
             area = SHANGHAITECH_FRAME[0] * SHANGHAITECH_FRAME[1] / (height * width)
             scale = SHANGHAITECH_TRAIN_FRAMES / frames
             rows.append(
@@ -114,9 +115,9 @@ def main() -> None:
     save(args, device, rows, settings)
 
 
-def base_frame(cache: Path, cfg) -> tuple[int, int]:
-    manifest = cache / "cubes" / cfg.data.train_split / "manifest.json"
-    return tuple(read_json(manifest)["frame_size"])
+def cube_frame_size(cube_dir: Path) -> tuple[int, int]:
+    """(height, width) of the frames the cubes of `cube_dir` were cut from (its manifest)."""
+    return tuple(read_json(cube_dir / "manifest.json")["frame_size"])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ The numbers are medians of --repeats timed calls after --warmup untimed ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +34,7 @@ from datasets import CubeDataset
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.trainer import autocast, build_optimizer
 from models import (
+    HF2VAD,
     ScoringModel,
     build_loss,
     build_model,
@@ -79,16 +82,13 @@ def set_sparse_read(model, enabled: bool) -> None:
             module.sparse_read = enabled
 
 
-def trained_inputs(cfg, args, device):
-    """The model with --checkpoint's weights and the first --batch cubes of --cubes."""
-    model = build_model(cfg.model)
-    path = Path(args.checkpoint)
-    restore_model(model, load_checkpoint(path, cfg), path)
-    dataset = CubeDataset(Path(args.cubes))
-    batch = [dataset[i] for i in range(min(args.batch, len(dataset)))]
+def first_cubes(cube_dir: Path, count: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames and flows of the first `count` cubes of `cube_dir`, on the device."""
+    dataset = CubeDataset(cube_dir)
+    batch = [dataset[i] for i in range(min(count, len(dataset)))]
     frames = torch.stack([b["frames"] for b in batch]).to(device)
     flows = torch.stack([b["flows"] for b in batch]).to(device)
-    return model.to(device).eval(), frames, flows
+    return frames, flows
 
 
 def matmul_rows(args, device, size: int = 2048) -> list[dict]:
@@ -106,13 +106,9 @@ def matmul_rows(args, device, size: int = 2048) -> list[dict]:
     return rows
 
 
-def inference_rows(cfg, args, device) -> list[dict]:
-    torch.manual_seed(0)
-    if args.checkpoint:
-        model, frames, flows = trained_inputs(cfg, args, device)
-    else:
-        model = build_model(cfg.model).to(device).eval()
-        frames, flows = random_cubes(args.batch, device)
+def inference_rows(model: HF2VAD, frames, flows, args, device) -> list[dict]:
+    """Scoring the cubes (frames, flows) with the model in test mode, each variant and
+    precision (a dense-memory-read row too with --checkpoint's trained weights)."""
     low_label, _, low_dtype = low_precision(device)
     rows = []
     variants = inference_variants(model, args.micro_batch)
@@ -174,8 +170,9 @@ def _train_step(module, params, loss_fn, batch, device, train_cfg):
     return step
 
 
-def training_rows(cfg, args, device) -> list[dict]:
-    """One optimiser step of each stage, as the training scripts build them."""
+def training_rows(new_model: Callable[[], HF2VAD], loss_weights: dict, args, device) -> list[dict]:
+    """One optimiser step of each stage, as the training scripts build them: `new_model` builds
+    the model with fresh weights, `loss_weights` are the config's loss section."""
     rows = []
     precisions = [("fp32", FP32)]
     if args.train_low_precision:
@@ -187,7 +184,7 @@ def training_rows(cfg, args, device) -> list[dict]:
     stage1_flows = stage1_flows.to(device)
     for precision, train_cfg in precisions:
         torch.manual_seed(0)
-        model = build_model(cfg.model).to(device).train()
+        model = new_model().to(device).train()
 
         def stage1_loss(module, flows):
             out = module(flows)
@@ -200,8 +197,8 @@ def training_rows(cfg, args, device) -> list[dict]:
         rows.append(rate_entry(f"train stage1 {precision}", len(stage1_flows), "flows", seconds))
 
         for stage in (2, 3):
-            model = build_model(cfg.model).to(device).train()
-            loss_cfg = cfg.loss.to_dict()
+            model = new_model().to(device).train()
+            loss_cfg = dict(loss_weights)
             if stage == 2:
                 model.set_memae_frozen(True)
                 loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
@@ -245,11 +242,19 @@ def main() -> None:
     rows = matmul_rows(args, device)
     print_table(rows, f"matrix product, {device}")
     if not args.skip_infer:
-        infer = inference_rows(cfg, args, device)
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        if args.checkpoint:
+            path = Path(args.checkpoint)
+            restore_model(model, load_checkpoint(path, cfg), path)
+            frames, flows = first_cubes(Path(args.cubes), args.batch, device)
+        else:
+            frames, flows = random_cubes(args.batch, device)
+        infer = inference_rows(model.to(device).eval(), frames, flows, args, device)
         print_table(infer, f"inference, batch {args.batch}, {device}")
         rows += infer
     if not args.skip_train:
-        train = training_rows(cfg, args, device)
+        train = training_rows(partial(build_model, cfg.model), cfg.loss.to_dict(), args, device)
         print_table(
             train, f"training steps (stage 1: {args.stage1_batch} flows, 2/3: {args.train_batch})"
         )

@@ -39,10 +39,10 @@ VARIANTS = {
 }
 
 
-def linked_run(run_dir: Path, cfg, tmp: Path) -> Path:
-    """A run directory in `tmp` whose checkpoint and appearance bank link to the run's, with
-    copies of the statistics cached beside the checkpoint (each names what it belongs to)."""
-    ckpt = RunLayout.from_config(cfg).eval_checkpoint_path()
+def linked_run(run_dir: Path, ckpt: Path, tmp: Path) -> Path:
+    """A run directory in `tmp` whose checkpoint (`ckpt`, the run's evaluated one) and
+    appearance bank link to the run's, with copies of the statistics cached beside the
+    checkpoint (each names what it belongs to)."""
     copy = tmp / "run"
     target = copy / ckpt.relative_to(run_dir)
     target.parent.mkdir(parents=True)
@@ -77,7 +77,8 @@ def main() -> None:
         sys.exit(0)
     results, objects = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench_precision_") as tmp:
-        copy = linked_run(run_dir, base, Path(tmp))
+        ckpt = RunLayout.from_config(base).eval_checkpoint_path()
+        copy = linked_run(run_dir, ckpt, Path(tmp))
         for name, overrides in VARIANTS.items():
             cfg = load_config(copy / "config.yaml", ["device=cpu", "eval.plots=false", *overrides])
             cfg = replaced(cfg, {"run_dir": str(copy)})

@@ -29,7 +29,7 @@ from pre_process.stream import stream_cubes
 from utils.config import load_config, replaced
 
 
-def flow_methods(cfg) -> list[tuple[str, dict]]:
+def flow_methods() -> list[tuple[str, dict]]:
     """(label, preprocess.flow overrides) of every estimator to time."""
     methods = [(f"flow dis {p}", {"method": "dis", "dis_preset": p}) for p in DIS_PRESETS]
     methods.append(("flow farneback", {"method": "farneback"}))
@@ -37,11 +37,11 @@ def flow_methods(cfg) -> list[tuple[str, dict]]:
     return methods
 
 
-def estimator_or_none(cfg, overrides: dict, device):
-    flow_cfg = cfg.preprocess.flow.copy()
-    flow_cfg.update(overrides)
+def build_estimator_or_none(flow_cfg, overrides: dict, device):
+    """The estimator of `preprocess.flow` with `overrides`, or None (said) when its weights are
+    not found."""
     try:
-        return build_flow_estimator(type(cfg)(flow_cfg), device)
+        return build_flow_estimator(type(flow_cfg)(dict(flow_cfg, **overrides)), device)
     except FileNotFoundError as err:  # RAFT weights are never downloaded
         print(f"skipped {overrides['method']}: {str(err).split('. ')[0]}")
         return None
@@ -95,8 +95,8 @@ def main() -> None:
     )
     dtype = cfg.preprocess.flow.dtype
     dis_flows = None
-    for label, overrides in flow_methods(cfg):
-        estimator = estimator_or_none(cfg, overrides, device)
+    for label, overrides in flow_methods():
+        estimator = build_estimator_or_none(cfg.preprocess.flow, overrides, device)
         if estimator is None:
             continue
         flows = timed(label, lambda estimator=estimator: run_flow(estimator, frames, dtype))

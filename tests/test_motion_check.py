@@ -22,7 +22,7 @@ def test_crop_flow_scales_by_the_crop_resize_and_the_flow_units():
     # values stored in units 4x (x) and 2x (y) the frame's pixels: 0.5 and 1.5 frame pixels
     assert crop_flow(flows, boxes, (4.0, 2.0))[0, :, 7, 9].tolist() == [0.25, 3.0]
     cfg = load_config(Path("cfgs/ped2.yaml"))  # units_size [768, 1024]
-    assert units_scale(cfg, (240, 360)) == (1024 / 360, 768 / 240)
+    assert units_scale(cfg.preprocess.flow.units_size, (240, 360)) == (1024 / 360, 768 / 240)
 
 
 def test_warp_moves_the_image_along_the_flow():

@@ -9,6 +9,7 @@ anomalies (every other digit). Writes a table (AUROC per variant) and a figure o
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +25,50 @@ from utils.misc import get_logger, resolve_device, seed_everything
 log = get_logger()
 
 
-def train_variant(cfg, variant: str, train_images: torch.Tensor, device) -> torch.nn.Module:
+@dataclass(frozen=True)
+class ToyTraining:
+    """What training a variant reads from the config: the seed, the ML-MemAE-SC settings
+    (`model.memae`; each variant sets its memories and skips), the `mnist` section's epochs,
+    batch and learning rate, and the stage-1 loss weights."""
+
+    seed: int
+    memae: dict
+    num_epochs: int
+    batch_size: int
+    lr: float
+    lambda_recon: float
+    lambda_ent: float
+
+    @classmethod
+    def from_config(cls, cfg) -> ToyTraining:
+        return cls(
+            seed=int(cfg.seed),
+            memae=dict(cfg.model.memae),
+            num_epochs=int(cfg.mnist.num_epochs),
+            batch_size=int(cfg.mnist.batch_size),
+            lr=float(cfg.mnist.lr),
+            lambda_recon=float(cfg.loss.lambda_recon),
+            lambda_ent=float(cfg.loss.lambda_ent),
+        )
+
+
+def train_variant(
+    settings: ToyTraining, variant: str, train_images: torch.Tensor, device
+) -> torch.nn.Module:
     """Train one variant on the normal digit with the stage-1 losses."""
-    seed_everything(cfg.seed)
+    seed_everything(settings.seed)
     mem_usage, skip_ops = VARIANTS[variant]
-    memae_cfg = dict(cfg.model.memae, mem_usage=mem_usage, skip_ops=skip_ops)
-    model = build_memae(memae_cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.mnist.lr)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    model = build_memae(dict(settings.memae, mem_usage=mem_usage, skip_ops=skip_ops)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed)
     model.train()
-    for _ in range(cfg.mnist.num_epochs):
+    for _ in range(settings.num_epochs):
         order = torch.randperm(len(train_images), generator=generator)
-        for start in range(0, len(order), cfg.mnist.batch_size):
-            batch = train_images[order[start : start + cfg.mnist.batch_size]].to(device)
+        for start in range(0, len(order), settings.batch_size):
+            batch = train_images[order[start : start + settings.batch_size]].to(device)
             out = model(batch)
             losses = memae_loss(
-                out["recon"], batch, out["att_weights"], cfg.loss.lambda_recon, cfg.loss.lambda_ent
+                out["recon"], batch, out["att_weights"], settings.lambda_recon, settings.lambda_ent
             )
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -89,6 +118,7 @@ def pick_examples(labels: np.ndarray, per_class: int = 4) -> np.ndarray:
 
 
 def run(cfg) -> dict:
+    """Train and score every variant of `mnist.variants`; writes metrics.json and figure4.png."""
     device = resolve_device(cfg.device)
     out_dir = Path(cfg.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +127,7 @@ def run(cfg) -> dict:
     train_images, test_images = to_tensor(split["train_images"]), to_tensor(split["test_images"])
     labels = split["test_labels"]
     examples = pick_examples(labels)
+    settings = ToyTraining.from_config(cfg)
     table, recons = {}, {}
     for variant in cfg.mnist.variants:
         if variant not in VARIANTS:
@@ -104,7 +135,7 @@ def run(cfg) -> dict:
                 f"config key 'mnist.variants': unknown {variant!r}; choices {sorted(VARIANTS)}"
             )
         start = time.time()
-        model = train_variant(cfg, variant, train_images, device)
+        model = train_variant(settings, variant, train_images, device)
         recon, error = reconstruct(model, test_images, device)
         auroc = float(roc_auc_score(labels, error.numpy()))
         table[variant] = {"auroc": auroc, "seconds": round(time.time() - start, 1)}

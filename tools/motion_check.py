@@ -18,6 +18,7 @@ stage (train.keep_epochs) instead: does the use of flows grow with training? It 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -46,12 +47,14 @@ def crop_flow(
     return flows * scale[:, :, None, None]
 
 
-def units_scale(cfg, frame_size: tuple[int, int]) -> tuple[float, float]:
-    """The (x, y) factors by which preprocess.flow.units_size multiplied flows of frame_size."""
-    units = cfg.preprocess.flow.units_size
-    if units is None:
+def units_scale(
+    units_size: Sequence[int] | None, frame_size: tuple[int, int]
+) -> tuple[float, float]:
+    """The (x, y) factors by which preprocess.flow.units_size ((height, width), None: frame
+    pixels) multiplied flows of frame_size."""
+    if units_size is None:
         return (1.0, 1.0)
-    return (units[1] / frame_size[1], units[0] / frame_size[0])
+    return (units_size[1] / frame_size[1], units_size[0] / frame_size[0])
 
 
 def warp_by_flow(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -127,7 +130,8 @@ def check_run(run_dir: Path, split: str | None, num_cubes: int, checkpoint=None)
     cfg, model, ckpt_path, identity = load_run_model(run_dir, checkpoint)
     split = split or cfg.data.test_split
     dataset = CubeSource.from_config(cfg).open(split, max_cubes=num_cubes)
-    rows = motion_check(model, dataset, units_scale(cfg, dataset.manifest["frame_size"]))
+    scale = units_scale(cfg.preprocess.flow.units_size, dataset.manifest["frame_size"])
+    rows = motion_check(model, dataset, scale)
     doc = {"run": str(run_dir), "checkpoint": {"path": str(ckpt_path), **identity}}
     return {**doc, "split": split, "num_cubes": len(dataset), "rows": rows}
 

@@ -20,6 +20,7 @@ the Ped2 test videos are never used.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,16 +126,18 @@ def pasted_video(
     return labels
 
 
-def make_standin(cfg, out_root: Path) -> list[tuple[Path, np.ndarray, str]]:
-    """(frame folder, labels, kind) of every stand-in video: each validation video once per
-    object kind (the object entering from alternating sides), and once untouched."""
-    if not cfg.train.val_videos:
+def make_standin(
+    train_folder: Path, val_videos: Sequence[str], out_root: Path
+) -> list[tuple[Path, np.ndarray, str]]:
+    """(frame folder, labels, kind) of every stand-in video: each validation video (a frame
+    folder in `train_folder`, the training split's) once per object kind (the object entering
+    from alternating sides), and once untouched; the pasted copies are written under out_root."""
+    if not val_videos:
         raise ValueError("the run has no validation videos (train.val_videos) to paste into")
-    folder = split_dir(cfg.data, cfg.data.train_split)
     items = []
-    for v, name in enumerate(cfg.train.val_videos):
-        frames = list(numbered_frames(folder / name))
-        items.append((folder / name, np.zeros(len(frames), np.uint8), "none"))
+    for v, name in enumerate(val_videos):
+        frames = list(numbered_frames(train_folder / name))
+        items.append((train_folder / name, np.zeros(len(frames), np.uint8), "none"))
         for k, kind in enumerate(KINDS):
             out = out_root / f"{kind}_{name}"
             from_left = (v + k) % 2 == 0
@@ -229,8 +232,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     det = load_trained_run(args.run)
     work = args.work or args.run / "standin"
-    items = make_standin(det.cfg, work / "frames")
-    result = score_standin(det, items, work / "scores", ScoreSet.from_config(det.cfg).weights)
+    cfg = det.cfg
+    train_folder = split_dir(cfg.data, cfg.data.train_split)
+    items = make_standin(train_folder, cfg.train.val_videos, work / "frames")
+    result = score_standin(det, items, work / "scores", ScoreSet.from_config(cfg).weights)
     write_json(args.out or args.run / "eval" / "standin.json", result)
     if args.preview:
         write_preview(items, args.preview)
