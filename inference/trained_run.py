@@ -182,7 +182,7 @@ def load_trained_run(run_dir: str | Path, overrides: Iterable[str] = (), device:
     """The run directory's model ready for scoring, with its training statistics (see load_run
     for `overrides`; eval.* settings for instance)."""
     cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device)
-    return _ready(cfg, model, ckpt, ckpt_path)
+    return _build_trained_run(cfg, model, ckpt, ckpt_path)
 
 
 def trained_run_from_config(cfg) -> TrainedRun:
@@ -192,11 +192,12 @@ def trained_run_from_config(cfg) -> TrainedRun:
     ckpt = load_checkpoint(ckpt_path, cfg, map_location=resolve_device(cfg.device))
     model = build_model(cfg.model)
     restore_model(model, ckpt, ckpt_path)
-    return _ready(cfg, model, ckpt, ckpt_path)
+    return _build_trained_run(cfg, model, ckpt, ckpt_path)
 
 
-def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
-    """The builder's last step: the restored model prepared for scoring, with its statistics."""
+def _build_trained_run(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
+    """The builder's last step: the restored model prepared for scoring, with its statistics
+    (and the appearance bank when the main score uses S_a)."""
     device = resolve_device(cfg.device)
     execution = Execution.from_config(cfg, device)
     if execution.backend == "torch":
@@ -207,7 +208,8 @@ def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
     run = TrainedRun(cfg, model, {}, ckpt, ckpt_path, device)
     run.stats = _training_stats(run)
     if ScoreSet.from_config(cfg).uses_appearance:
-        run.appearance, run.train_s_a = _appearance(cfg, run.cubes)
+        _check_appearance_inputs(Path(cfg.run_dir) / "appearance_bank.npz", run.cubes)
+        run.appearance, run.train_s_a = build_appearance(cfg)
         run.stats = dict(
             run.stats, mean_a=float(run.train_s_a.mean()), std_a=float(run.train_s_a.std())
         )
@@ -216,16 +218,14 @@ def _ready(cfg, model, ckpt: dict, ckpt_path: Path) -> TrainedRun:
     return run
 
 
-def _appearance(cfg, cubes: CubeSource) -> tuple[AppearanceBank, np.ndarray]:
-    """The run's appearance bank and training S_a (saved in the run directory)."""
-    saved = Path(cfg.run_dir) / "appearance_bank.npz"
+def _check_appearance_inputs(saved: Path, cubes: CubeSource) -> None:
+    """The appearance bank comes from the run directory (`saved`) or the training cubes."""
     if not saved.is_file() and not cubes.has(cubes.train_split):
         raise DetectError(
             f"eval.w_a > 0 needs the appearance bank {saved} or the training cubes in "
             f"{cubes.folder(cubes.train_split)}; run eval.py on the run first, or pass "
             "--set eval.w_a=0"
         )
-    return build_appearance(cfg)
 
 
 def _training_stats(run: TrainedRun) -> dict:
