@@ -53,3 +53,43 @@ def test_tests_and_scripts_import_no_script():
         if name != path.stem
     ]
     assert not wrong, "\n".join(wrong)
+
+
+# Functions that may take the config (docs/architecture.md, "Configs in, typed settings below"):
+# the library entry functions that scripts call, builders, and the config utilities.
+ENTRY_FUNCTIONS = {
+    "engine/stages.py": {"train_stage1", "train_stage"},
+    "evaluation/protocol.py": {"evaluate", "evaluate_epochs", "rescore", "run_evaluation"},
+    "evaluation/deployment.py": {"deployment_check"},
+    "pipeline/run.py": {"run_pipeline"},
+    "pre_process/__init__.py": {"run_preprocess"},
+    "pre_process/run.py": {"run_preprocess"},
+    "tools/mnist_toy.py": {"run"},
+}
+BUILDERS = {
+    "inference/trained_run.py": {"trained_run_from_config", "_build_trained_run"},
+    "scoring/appearance.py": {"build_appearance"},
+}
+CONFIG_UTILITIES = {"utils/config.py", "utils/fingerprint.py", "engine/checkpoint.py"}
+
+
+def functions_taking_config(path: Path) -> set[str]:
+    """Names of the functions in `path` with a parameter named `cfg`."""
+    return {
+        node.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        and "cfg" in [a.arg for a in node.args.args + node.args.kwonlyargs]
+    }
+
+
+def test_below_the_entry_points_only_builders_take_the_config():
+    wrong = []
+    for pkg in [pkg for layer in LAYERS for pkg in layer]:
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            name = str(path.relative_to(REPO))
+            if name in CONFIG_UTILITIES:
+                continue
+            allowed = ENTRY_FUNCTIONS.get(name, set()) | BUILDERS.get(name, set()) | {"from_config"}
+            wrong += [f"{name}: {f}" for f in sorted(functions_taking_config(path) - allowed)]
+    assert not wrong, "take typed settings instead of the config:\n" + "\n".join(wrong)
