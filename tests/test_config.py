@@ -1,5 +1,6 @@
 """Config loading: defaults, inheritance, overrides, and the errors users see."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,7 @@ def test_saved_config_reloads_identically(tmp_path):
     cfg = load_config(REPO / "cfgs" / "ped2.yaml", ["stage1.num_epochs=7"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
+    again, cfg = copy.deepcopy(again), copy.deepcopy(cfg)  # writable copies
     again.pop("config_file"), cfg.pop("config_file")
     assert again == cfg
 
@@ -87,7 +89,7 @@ def test_saved_config_reloads_identically(tmp_path):
 def test_checkpoint_fingerprint_ignores_new_and_location_keys():
     from utils.fingerprint import fingerprints
 
-    cfg = load_config("cfgs/ped2.yaml")
+    cfg = copy.deepcopy(load_config("cfgs/ped2.yaml"))  # writable: a config of later code
     before = fingerprints(cfg)
     cfg.data["a_key_added_later"] = 1
     cfg.data.root, cfg.data.cache_dir = "/elsewhere", "/tmp/cache"

@@ -1,5 +1,6 @@
 """Pre-processing: crop geometry, flow convention, boxes, cube alignment, caching, real data."""
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from pre_process.flow import (
     write_video_flows,
 )
 from pre_process.run import run_preprocess
-from utils.config import load_config
+from utils.config import load_config, replaced
 from utils.fingerprint import CheckpointError, fingerprints
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,14 +151,15 @@ def test_flow_units_size_scales_x_and_y_by_the_resize_factors():
     base = textured(60, 90)
     frames = (base, translate(base, 2, 1))  # moves (+2, +1) pixels
     native = build_flow_estimator(cfg.preprocess.flow)(*frames)
-    cfg.preprocess.flow.units_size = [240, 180]  # 4x the height, 2x the width
+    cfg = replaced(cfg, {"preprocess.flow.units_size": [240, 180]})  # 4x height, 2x width
     in_units = build_flow_estimator(cfg.preprocess.flow)(*frames)
     np.testing.assert_allclose(in_units, native * np.array([2.0, 4.0], np.float32), rtol=1e-6)
     np.testing.assert_allclose(in_units[15:-15, 15:-15].reshape(-1, 2).mean(0), [4, 4], atol=0.5)
     for bad in ([240], [0, 180], "240x180", [240.0, 180]):
-        cfg.preprocess.flow.units_size = bad
+        flow = copy.deepcopy(cfg.preprocess.flow)  # a writable section, past the config checks
+        flow.units_size = bad
         with pytest.raises(ValueError, match="preprocess.flow.units_size"):
-            build_flow_estimator(cfg.preprocess.flow)
+            build_flow_estimator(flow)
 
 
 def test_flow_units_size_fingerprint_unchanged_at_null():
@@ -166,7 +168,7 @@ def test_flow_units_size_fingerprint_unchanged_at_null():
     cfg = load_config(REPO / "cfgs" / "ped2_cpu.yaml")
     assert cfg.preprocess.flow.units_size is None
     assert fingerprints(cfg)["data"] == "7a443a8db92de678"  # made before units_size existed
-    cfg.preprocess.flow.units_size = [768, 1024]
+    cfg = replaced(cfg, {"preprocess.flow.units_size": [768, 1024]})
     assert fingerprints(cfg)["data"] != "7a443a8db92de678"
 
 
@@ -293,14 +295,14 @@ def test_detector_needs_weights_and_runs_with_them(tmp_path):
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
     cfg = load_config(None, ["preprocess.boxes.detector=fasterrcnn_resnet50_fpn"])
-    cfg.preprocess.boxes.detector_weights = str(tmp_path / "missing.pth")
+    cfg = replaced(cfg, {"preprocess.boxes.detector_weights": str(tmp_path / "missing.pth")})
     with pytest.raises(FileNotFoundError, match="preprocess.boxes.detector_weights=PATH"):
         BoxExtractor(cfg.preprocess.boxes)
     torch.manual_seed(0)
     model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
     torch.save(model.state_dict(), tmp_path / "det.pth")
-    cfg.preprocess.boxes.detector_weights = str(tmp_path / "det.pth")
-    cfg.preprocess.boxes.conf_thr = 0.0
+    changes = {"preprocess.boxes.detector_weights": str(tmp_path / "det.pth")}
+    cfg = replaced(cfg, dict(changes, **{"preprocess.boxes.conf_thr": 0.0}))
     extractor = BoxExtractor(cfg.preprocess.boxes)
     model = extractor.detector.model  # keep the test fast: small input, few proposals
     model.transform.min_size, model.transform.max_size = (64,), 96
@@ -414,14 +416,14 @@ def test_run_preprocess_synthetic_caches_and_resumes(tmp_path):
         assert again["splits"][split]["computed"] == {"boxes": 0, "flows": 0, "cubes": False}
 
     (tmp_path / "cache" / "boxes" / "training" / "01.json").unlink()  # an interrupted run
-    cfg.preprocess.cubes.chunk_size = 5  # cube settings are part of the fingerprint
+    cfg = replaced(cfg, {"preprocess.cubes.chunk_size": 5})  # part of the fingerprint
     resumed = run_preprocess(cfg, splits=["training"])["splits"]["training"]
     assert resumed["computed"] == {"boxes": 1, "flows": 0, "cubes": True}
     assert resumed["cubes"] == train["cubes"]
 
     flow_file = tmp_path / "cache" / "flows" / "training" / "02.npy"
     np.save(flow_file, np.zeros((3, 48, 64, 2), np.float16))  # does not match its frames
-    cfg.preprocess.cubes.chunk_size = 7
+    cfg = replaced(cfg, {"preprocess.cubes.chunk_size": 7})
     with pytest.raises(ValueError, match=r"flows/training/02\.npy has shape \(3, 48, 64, 2\)"):
         run_preprocess(cfg, splits=["training"])
 

@@ -1,6 +1,8 @@
 """The validation split of whole training videos, early stopping and stage 2's precomputed
 reconstructions (tiny hand-made cubes, CPU)."""
 
+import copy
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -11,7 +13,7 @@ from engine.checkpoint import load_checkpoint
 from engine.stages import frozen_reconstructions, train_stage, train_stage1
 from models import build_model
 from scoring.frame_scores import smooth
-from utils.config import load_config
+from utils.config import load_config, replaced
 
 
 def test_validation_videos_are_left_out_of_training(tiny_cfg):
@@ -148,7 +150,7 @@ def test_cvae_decoder_skips_can_be_dropped(skips):
     from models.builder import build_cvae
 
     cfg = load_config("cfgs/ped2.yaml", [f"model.cvae.decoder_skips={skips}"])
-    cfg.model.cvae.nf_start, cfg.model.cvae.nf_max = 8, 16
+    cfg = replaced(cfg, {"model.cvae.nf_start": 8, "model.cvae.nf_max": 16})
     cvae = build_cvae(cfg.model.cvae).eval()
     frames, flows = torch.rand(2, 4, 3, 32, 32), torch.randn(2, 4, 2, 32, 32)
     out = cvae(frames, flows)
@@ -160,7 +162,7 @@ def test_cvae_decoder_skips_can_be_dropped(skips):
 def test_default_decoder_skips_keep_old_fingerprints():
     from utils.fingerprint import fingerprints
 
-    cfg = load_config("cfgs/ped2_cpu.yaml")
+    cfg = copy.deepcopy(load_config("cfgs/ped2_cpu.yaml"))  # writable: an older config
     before = fingerprints(cfg)["model"]
     del cfg.model.cvae["decoder_skips"]  # a config from before the setting existed
     assert fingerprints(cfg)["model"] == before

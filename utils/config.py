@@ -26,7 +26,10 @@ class ConfigError(ValueError):
 
 
 class Config(dict):
-    """A nested dict whose keys can also be read as attributes (`cfg.stage1.lr`)."""
+    """A nested dict whose keys can also be read as attributes (`cfg.stage1.lr`). Read-only once
+    loaded (`freeze`, done by load_config and replaced): a changed copy comes from `replaced`."""
+
+    _frozen = False
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -34,14 +37,65 @@ class Config(dict):
         except KeyError:
             raise AttributeError(f"config has no key '{name}' (keys: {sorted(self)})") from None
 
+    def _writable(self) -> None:
+        if self._frozen:
+            raise ConfigError(
+                "a loaded config is read-only: make a changed copy with "
+                "utils.config.replaced(cfg, {'dotted.key': value})"
+            )
+
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
 
-    def __deepcopy__(self, memo):
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._writable()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._writable()
+        super().__delitem__(key)
+
+    def update(self, *args, **kwargs) -> None:
+        self._writable()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args):
+        self._writable()
+        return super().pop(*args)
+
+    def setdefault(self, key, default=None):
+        self._writable()
+        return super().setdefault(key, default)
+
+    def popitem(self):
+        self._writable()
+        return super().popitem()
+
+    def clear(self) -> None:
+        self._writable()
+        super().clear()
+
+    def freeze(self) -> Config:
+        """Make this config and its sections read-only; returns it."""
+        object.__setattr__(self, "_frozen", True)
+        for value in self.values():
+            if isinstance(value, Config):
+                value.freeze()
+        return self
+
+    def __deepcopy__(self, memo):  # a writable copy (replaced() freezes it again)
         return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
+
+    def __reduce__(self):  # pickled (worker processes) as plain data, frozen again on arrival
+        return _rebuilt, (self.to_dict(), self._frozen)
 
     def to_dict(self) -> dict:
         return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _rebuilt(data: dict, frozen: bool) -> Config:
+    cfg = as_config(data)
+    return cfg.freeze() if frozen else cfg
 
 
 def as_config(value: Any) -> Any:
@@ -163,7 +217,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         _merge(cfg, _nest(keys, value))
     cfg = as_config(cfg)
     check_values(cfg)
-    return cfg
+    return cfg.freeze()
 
 
 def replaced(cfg: Config, changes: dict[str, Any]) -> Config:
@@ -179,7 +233,7 @@ def replaced(cfg: Config, changes: dict[str, Any]) -> Config:
             raise ConfigError(f"unknown config key {dotted!r}")
         section[key] = as_config(value)
     check_values(new)
-    return new
+    return new.freeze()
 
 
 SCORING_BACKENDS = ("torch", "onnxruntime", "openvino")
