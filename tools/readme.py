@@ -367,6 +367,35 @@ def precision_readme_table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def int8_readme_table(root: Path) -> str:
+    """int8 convolutions against float32 and bf16, with and without AMX (bench_int8.json)."""
+    doc = _bench(root, "bench_int8")
+    if doc is None:
+        return "Not measured yet (`python -m bench.bench_int8 --run runs/ped2_cpu`)."
+    rates = {r["name"]: r["per_second"] for r in doc["results"]}
+    cap = doc["settings"]["cap_isa"]
+    agreement = doc["settings"]["agreement"]
+    lines = [
+        "| execution | cubes/s | cubes/s, oneDNN capped at " + (cap or "–") + " | S_r rank "
+        "correlation | S_p rank correlation |",
+        "|---|---|---|---|---|",
+    ]
+    for name, branches in agreement.items():
+        capped = rates.get(f"{cap} {name}")
+        lines.append(
+            f"| {name} | {_rate(rates[name])} | {_rate(capped)} | "
+            f"{branches['S_r']['rank_correlation']:.5f} | "
+            f"{branches['S_p']['rank_correlation']:.5f} |"
+        )
+    settings = doc["settings"]
+    lines.append(
+        f"\nRun `{settings['run']}`, {settings['cubes']} test cubes (rank correlations against "
+        f"float32, no labels), {settings['calibration_cubes']} training cubes to calibrate; "
+        f"{_machine_line(doc['machine'])}."
+    )
+    return "\n".join(lines)
+
+
 def preprocess_readme_table(root: Path) -> str:
     """The pre-processing table of README.md, from results/{ped2_cpu,synthetic}/
     preprocess_summary.json (each written by a run of pre_process.run into an empty cache)."""
@@ -470,6 +499,7 @@ README_TABLES = {
     "trained end to end": trained_end_to_end_readme_table,
     "ceiling": ceiling_readme_text,
     "precision": precision_readme_table,
+    "int8": int8_readme_table,
     "synthetic": synthetic_readme_table,
     "live": live_readme_table,
     "install": install_readme_text,
