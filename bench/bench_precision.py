@@ -32,7 +32,7 @@ from utils.config import load_config, replaced
 from utils.io import read_json
 
 FLOAT32 = "openvino float32"
-VARIANTS = {
+PRECISION_OVERRIDES = {
     FLOAT32: ["eval.backend=openvino", "eval.bf16_cpu=false"],
     "torch bf16 autocast": ["eval.backend=torch", "eval.bf16_cpu=true"],
     "openvino bf16": ["eval.backend=openvino", "eval.bf16_cpu=true"],
@@ -79,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_precision_") as tmp:
         ckpt = RunLayout.from_config(base).eval_checkpoint_path()
         copy = linked_run(run_dir, ckpt, Path(tmp))
-        for name, overrides in VARIANTS.items():
+        for name, overrides in PRECISION_OVERRIDES.items():
             cfg = load_config(copy / "config.yaml", ["device=cpu", "eval.plots=false", *overrides])
             cfg = replaced(cfg, {"run_dir": str(copy)})
             out = Path(tmp) / name.replace(" ", "_")
