@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bench.common import base_parser, interleaved, print_table, rate_entry, save, setup
-from datasets import CubeSource
+from datasets import CubeDataset, CubeSource
 from inference.export_run import rank_correlation, relative_change
 from inference.runtimes import exported_model
 from inference.trained_run import ExportShape, export_for_scoring, load_run
@@ -68,10 +68,8 @@ def quantisable_nodes(model_path: Path) -> dict[str, list[str]]:
     }
 
 
-def evenly_spaced_cubes(folder: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from datasets import CubeDataset
-
-    dataset = CubeDataset(folder, max_cubes=count)
+def evenly_spaced_cubes(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames and flows of every cube of `dataset` (opened with max_cubes: evenly spaced)."""
     items = [dataset[i] for i in range(len(dataset))]
     return (
         torch.stack([item["frames"] for item in items]),
@@ -114,13 +112,17 @@ def quantise(model_path: Path, out_path: Path, nodes: list[str], calibration, ba
 
 
 def graphs(args, workdir: Path) -> tuple[dict[str, Path], list[str], CubeSource]:
-    """The run's float32 graph and the int8 graphs (in `workdir`), the output names."""
+    """The run's float32 graph and the int8 graphs (in `workdir`) of the parts it has, the
+    output names and where the run's cubes are."""
     cfg, model, ckpt, ckpt_path = load_run(args.run, device="cpu")
     path, metadata = export_for_scoring(model.eval(), ckpt, ckpt_path, ExportShape.from_config(cfg))
     cubes = CubeSource.from_config(cfg)
-    calibration = evenly_spaced_cubes(cubes.folder(cubes.train_split), args.calibration_cubes)
+    calibration = evenly_spaced_cubes(cubes.open(cubes.train_split, args.calibration_cubes))
     paths = {"float": path}
     for part, nodes in quantisable_nodes(path).items():
+        if not nodes:  # quantize_static would take an empty list for "every node"
+            print(f"no convolutions of {part} in this model: variant left out")
+            continue
         paths[part] = workdir / f"int8_{part}.onnx"
         tic = time.time()
         quantise(path, paths[part], nodes, calibration)
@@ -132,7 +134,7 @@ def runners(paths: dict[str, Path], outputs: list[str], threads: int) -> dict:
     """Every execution: float32 and bf16 of the float graph, each int8 graph with float32 and
     with bf16 for what stays in floating point."""
     out = {name: (paths[graph], bf16) for name, (graph, bf16) in EXECUTIONS.items()}
-    for part in PARTS:
+    for part in [p for p in PARTS if p in paths]:
         out[f"int8 {part} + float32"] = (paths[part], False)
         out[f"int8 {part} + bf16"] = (paths[part], True)
     return {
@@ -184,7 +186,7 @@ def timing_only(args) -> None:
     spec = json.loads(Path(args.graphs).read_text())
     paths = {k: Path(v) for k, v in spec["paths"].items()}
     models = runners(paths, spec["outputs"], args.threads or torch.get_num_threads())
-    frames, flows = evenly_spaced_cubes(Path(spec["cubes"]), args.cubes)
+    frames, flows = evenly_spaced_cubes(CubeDataset(Path(spec["cubes"]), max_cubes=args.cubes))
     rows = speed_rows(models, frames, flows, args.repeats, args.warmup, f"{args.cap_isa} ")
     print("ROWS " + json.dumps(rows))
 
@@ -204,7 +206,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths, outputs, cubes = graphs(args, Path(tmp))
         test_folder = cubes.folder(cubes.test_split)
-        frames, flows = evenly_spaced_cubes(test_folder, args.cubes)
+        frames, flows = evenly_spaced_cubes(cubes.open(cubes.test_split, args.cubes))
         models = runners(paths, outputs, threads)
         agreement = agreement_rows(models, frames, flows)
         rows = speed_rows(models, frames, flows, args.repeats, args.warmup, "")
@@ -223,17 +225,20 @@ def main() -> None:
     save(args, device, rows, settings)
 
 
-def capped_rows(args, paths: dict, outputs: list[str], cubes: Path, tmp: Path) -> list[dict]:
+def capped_rows(args, paths: dict, outputs: list[str], cube_folder: Path, tmp: Path) -> list[dict]:
     """The timings again in a child process with oneDNN capped at --cap-isa."""
     spec = tmp / "graphs.json"
-    doc = {"paths": {k: str(v) for k, v in paths.items()}, "outputs": outputs, "cubes": str(cubes)}
+    doc = {"paths": {k: str(v) for k, v in paths.items()}, "outputs": outputs}
+    doc["cubes"] = str(cube_folder)
     spec.write_text(json.dumps(doc))
     command = [sys.executable, "-m", "bench.bench_int8", "--graphs", str(spec)]
     command += ["--threads", str(args.threads), "--cubes", str(args.cubes)]
     command += ["--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     command += ["--cap-isa", args.cap_isa]
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA=args.cap_isa)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"the --cap-isa {args.cap_isa} run failed:\n{result.stderr[-2000:]}")
     line = next(x for x in result.stdout.splitlines() if x.startswith("ROWS "))
     return json.loads(line[len("ROWS ") :])
 

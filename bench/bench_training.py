@@ -50,14 +50,18 @@ def _step(params, loss_of, bf16: bool, fused: bool):
     return step
 
 
-def stage1_calls(ours, reference, flows, loss_cfg) -> dict:
+def stage1_calls(ours, reference, flows, loss_weights) -> dict:
     last = flows[:, -1]
 
     def loss_of(memae):
         def losses():
             out = memae(last)
             return memae_loss(
-                out["recon"], last, out["att_weights"], loss_cfg.lambda_recon, loss_cfg.lambda_ent
+                out["recon"],
+                last,
+                out["att_weights"],
+                loss_weights["lambda_recon"],
+                loss_weights["lambda_ent"],
             )
 
         return losses
@@ -73,11 +77,11 @@ def stage1_calls(ours, reference, flows, loss_cfg) -> dict:
     }
 
 
-def stage2_calls(ours, reference, frames, flows, loss_cfg) -> tuple[dict, dict]:
+def stage2_calls(ours, reference, frames, flows, loss_weights) -> tuple[dict, dict]:
     """The step calls and the once-per-cube reconstruction calls (ours, float32 and bf16)."""
     for model in (ours, reference):
         model.set_memae_frozen(True)
-    criterion = build_loss({**loss_cfg.to_dict(), "lambda_recon": 0.0, "lambda_ent": 0.0})
+    criterion = build_loss({**loss_weights, "lambda_recon": 0.0, "lambda_ent": 0.0})
     cvae_ours = [p for p in ours.parameters() if p.requires_grad]
     cvae_reference = [p for p in reference.parameters() if p.requires_grad]
     recon = {}
@@ -118,10 +122,10 @@ def stage2_calls(ours, reference, frames, flows, loss_cfg) -> tuple[dict, dict]:
     return steps, once
 
 
-def stage3_calls(ours, reference, frames, flows, loss_cfg) -> dict:
+def stage3_calls(ours, reference, frames, flows, loss_weights) -> dict:
     for model in (ours, reference):
         model.set_memae_frozen(False)
-    criterion = build_loss(loss_cfg.to_dict())
+    criterion = build_loss(dict(loss_weights))
     return {
         "stage3 reference float32": _step(
             reference.parameters(),
@@ -175,13 +179,17 @@ def main() -> None:
     ours = build_model(cfg.model).train()
     reference = reference_copy(ours).train()
     frames, flows = random_cubes(args.batch, device)
-    seconds = interleaved(stage1_calls(ours, reference, flows, cfg.loss), args.repeats, args.warmup)
-    steps, once = stage2_calls(ours, reference, frames, flows, cfg.loss)
+    seconds = interleaved(
+        stage1_calls(ours, reference, flows, cfg.loss.to_dict()), args.repeats, args.warmup
+    )
+    steps, once = stage2_calls(ours, reference, frames, flows, cfg.loss.to_dict())
     seconds.update(interleaved(steps, args.repeats, args.warmup))
     seconds.update(interleaved(once, args.repeats, args.warmup))
     seconds.update(
         interleaved(
-            stage3_calls(ours, reference, frames, flows, cfg.loss), args.repeats, args.warmup
+            stage3_calls(ours, reference, frames, flows, cfg.loss.to_dict()),
+            args.repeats,
+            args.warmup,
         )
     )
     medians = {name: statistics.median(s) for name, s in seconds.items()}

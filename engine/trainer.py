@@ -386,7 +386,7 @@ def finished(out_dir: Path, num_epochs: int) -> bool:
 
 
 def fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool = False) -> dict:
-    """Train `stage` to `schedule.num_epochs` epochs (or until early stopping), resuming from
+    """Train `stage` to `stage.schedule.num_epochs` epochs (or until early stopping), resuming from
     last.pth when asked.
 
     Writes (rank 0) out_dir/{last.pth, best.pth, config.yaml, tb/}; best = lowest mean validation

@@ -270,7 +270,7 @@ class Execution:
     fuse: bool = True
     channels_last: bool = True
     precision: torch.dtype | None = None  # autocast dtype (None: float32)
-    micro_batch: int = 0
+    micro_batch: int = 32
 
     @classmethod
     def from_config(cls, cfg, device: torch.device) -> Execution:
@@ -285,7 +285,8 @@ class Execution:
 
 @dataclass(frozen=True)
 class ExportShape:
-    """What an exported scoring graph is made for: the model type and the cube shape."""
+    """What an exported scoring graph is made for: the model type, test mode (`deterministic`:
+    only test mode can be exported) and the cube shape."""
 
     model_type: str
     deterministic: bool

@@ -117,3 +117,36 @@ def test_replaced_is_a_checked_copy():
         replaced(cfg, {"eval.nonsense": 1})
     with pytest.raises(ConfigError, match="eval.window"):
         replaced(cfg, {"eval.window": 0})
+
+
+def test_a_loaded_config_is_read_only_and_copies_say_what_differs():
+    import pickle
+
+    from utils.config import FrozenConfigError
+
+    cfg = load_config(REPO / "cfgs" / "ped2.yaml")
+    writes = [
+        lambda: setattr(cfg, "seed", 3),
+        lambda: cfg.eval.__setitem__("w_a", 1.0),
+        lambda: cfg.eval.update(w_a=1.0),
+        lambda: cfg.eval.pop("w_a"),
+        lambda: cfg.data.__ior__({"root": "x"}),
+        lambda: cfg.train.__delitem__("seed" if "seed" in cfg.train else "amp"),
+    ]
+    for write in writes:
+        with pytest.raises(FrozenConfigError, match="replaced"):
+            write()
+    changed = replaced(cfg, {"seed": 5})
+    assert changed.seed == 5 and cfg.seed != 5
+    with pytest.raises(FrozenConfigError):
+        changed.eval.w_a = 2.0  # a replaced copy is frozen too
+    writable = copy.deepcopy(cfg)
+    writable.eval.w_a = 2.0  # deepcopy: a writable copy for tests and tools
+    assert cfg.eval.w_a != 2.0
+    again = pickle.loads(pickle.dumps(cfg))  # worker processes get it frozen
+    assert again == cfg
+    with pytest.raises(FrozenConfigError):
+        again.seed = 1
+    plain = cfg.to_dict()
+    plain["train"]["val_videos"].append("99")  # a plain copy, lists included
+    assert "99" not in cfg.train.val_videos

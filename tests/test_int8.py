@@ -12,6 +12,7 @@ from models import object_scores
 
 pytest.importorskip("onnxruntime.quantization", reason="int8 needs onnxruntime")
 pytest.importorskip("openvino", reason="the int8 graphs run in OpenVINO")
+pytest.importorskip("onnxscript", reason="the export needs onnxscript")
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import torch
 from datasets import CubeDataset, CubeSource, WithFlowRecon
 from engine.checkpoint import load_checkpoint
 from engine.stages import frozen_reconstructions, train_stage, train_stage1
+from engine.trainer import FitSettings
 from models import build_model
 from scoring.frame_scores import smooth
 from utils.config import load_config, replaced
@@ -77,7 +78,9 @@ def test_precomputed_reconstructions_equal_the_frozen_forward(tiny_cfg):
     model.set_memae_frozen(True)
     model.eval()
     train, _ = CubeSource.from_config(cfg).train_val()
-    recon = frozen_reconstructions(model.memae, train, torch.device("cpu"), cfg.train)
+    recon = frozen_reconstructions(
+        model.memae, train, torch.device("cpu"), FitSettings.from_config(cfg)
+    )
     cached = WithFlowRecon(train, recon)
     batch = {k: torch.stack([cached[i][k] for i in range(4)]) for k in ("frames", "flows")}
     batch["flow_recon"] = torch.stack([cached[i]["flow_recon"] for i in range(4)])

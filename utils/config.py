@@ -25,9 +25,16 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key or file."""
 
 
+class FrozenConfigError(TypeError):
+    """Code wrote to a loaded config (a programming error, not a user's: it keeps its
+    traceback)."""
+
+
 class Config(dict):
     """A nested dict whose keys can also be read as attributes (`cfg.stage1.lr`). Read-only once
-    loaded (`freeze`, done by load_config and replaced): a changed copy comes from `replaced`."""
+    loaded (`freeze`, done by load_config and replaced): a changed copy comes from `replaced`.
+    Lists inside stay Python lists (YAML-safe); `to_dict` copies them, so nothing read from a
+    frozen config writes back into it."""
 
     _frozen = False
 
@@ -37,23 +44,30 @@ class Config(dict):
         except KeyError:
             raise AttributeError(f"config has no key '{name}' (keys: {sorted(self)})") from None
 
-    def _writable(self) -> None:
+    def _writable(self, key: Any = None) -> None:
         if self._frozen:
-            raise ConfigError(
-                "a loaded config is read-only: make a changed copy with "
+            what = f" (key {key!r})" if key is not None else ""
+            raise FrozenConfigError(
+                f"a loaded config is read-only{what}: make a changed copy with "
                 "utils.config.replaced(cfg, {'dotted.key': value})"
             )
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            raise AttributeError(f"config keys do not start with '_': {name!r}")
         self[name] = value
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._writable()
+        self._writable(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key: str) -> None:
-        self._writable()
+        self._writable(key)
         super().__delitem__(key)
+
+    def __ior__(self, other):
+        self._writable()
+        return super().__ior__(other)
 
     def update(self, *args, **kwargs) -> None:
         self._writable()
@@ -90,7 +104,10 @@ class Config(dict):
         return _rebuilt, (self.to_dict(), self._frozen)
 
     def to_dict(self) -> dict:
-        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+        """A plain nested dict; lists and other values are copies."""
+        return {
+            k: v.to_dict() if isinstance(v, Config) else copy.deepcopy(v) for k, v in self.items()
+        }
 
 
 def _rebuilt(data: dict, frozen: bool) -> Config:
