@@ -18,7 +18,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,18 +127,8 @@ class StageSchedule:
 
     @classmethod
     def from_config(cls, section) -> StageSchedule:
-        return cls(
-            num_epochs=int(section.num_epochs),
-            batch_size=int(section.batch_size),
-            lr=float(section.lr),
-            eps=float(section.eps),
-            step_size=int(section.step_size),
-            gamma=float(section.gamma),
-            num_workers=int(section.num_workers),
-            ckpt_every=int(section.ckpt_every),
-            max_cubes=int(section.max_cubes),
-            patience=int(section.patience),
-        )
+        """From a stage section (its values already type-checked by load_config)."""
+        return cls(**{f.name: section[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)

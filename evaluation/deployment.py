@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets import CubeSource
 from engine.run_dir import RunLayout
 from inference.thresholds import far_quantile, training_frame_scores
 from inference.trained_run import TrainedRun, trained_run_from_config
@@ -57,7 +56,7 @@ def deployment_check(cfg, run: TrainedRun | None = None) -> dict:
     """Threshold at eval.far on the training videos, and its false-alarm rate on the
     validation videos (none without `train.val_videos`)."""
     run = run or trained_run_from_config(cfg)
-    train = CubeSource.from_config(cfg).open(cfg.data.train_split)
+    train = run.cubes.open(run.cubes.train_split)
     objects = dict(run.training_object_errors(), s_a=run.train_s_a)
     is_val = np.array([name in cfg.train.val_videos for name in train.videos])
     fit = training_frame_scores(run, _split_objects(objects, ~is_val))
