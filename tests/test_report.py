@@ -54,6 +54,20 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "References (no model): copy of x4 16.80." in text
 
 
+def test_recipe_tells_the_three_schedules_apart(tmp_path):
+    from tools.published import recipe
+
+    for name, config, expected in (
+        ("validated", "train: {val_videos: ['08']}\nstage2: {num_epochs: 16}\n", "validated"),
+        ("fast", "train: {val_videos: ['08']}\nstage2: {num_epochs: 3}\n", "fast"),
+        ("first", "train: {val_videos: []}\nstage2: {num_epochs: 4}\n", "first"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(config + "eval: {smoothing: medfilt}\n")
+        assert recipe(tmp_path / name) == f"{expected}, medfilt"
+    assert recipe(tmp_path / "missing") == ""
+
+
 def test_hardest_frames_ranks_normal_high_and_abnormal_low():
     from tools.report import hardest_frames
 

@@ -34,14 +34,22 @@ def fmt2(value) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+FAST_RECIPE = Path(__file__).resolve().parents[1] / "cfgs" / "ped2_cpu_fast.yaml"
+
+
 def recipe(folder: Path) -> str:
-    """`validated` (validation split and early stopping) or `first` (the first CPU schedule),
-    read from the published config; plus the smoothing."""
+    """`validated` (validation split and early stopping), `fast` (the same with the stage 2
+    of cfgs/ped2_cpu_fast.yaml, at most its epochs) or `first` (the first CPU schedule), read
+    from the published config; plus the smoothing."""
     path = folder / "config.yaml"
     if not path.is_file():
         return ""
     cfg = yaml.safe_load(path.read_text())
-    name = "validated" if cfg["train"].get("val_videos") else "first"
+    name = "first"
+    if cfg["train"].get("val_videos"):
+        fast_epochs = yaml.safe_load(FAST_RECIPE.read_text())["stage2"]["num_epochs"]
+        epochs = (cfg.get("stage2") or {}).get("num_epochs", fast_epochs + 1)
+        name = "fast" if epochs <= fast_epochs else "validated"
     return f"{name}, {cfg['eval']['smoothing']}"
 
 
