@@ -3,6 +3,7 @@ named in the tables of results/README.md and README.md."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,12 @@ def fmt2(value) -> str:
 FAST_RECIPE = Path(__file__).resolve().parents[1] / "cfgs" / "ped2_cpu_fast.yaml"
 
 
+@functools.lru_cache(maxsize=1)
+def _fast_epochs() -> int:
+    """Stage 2's epochs in the fast recipe (read once: every results row asks)."""
+    return yaml.safe_load(FAST_RECIPE.read_text())["stage2"]["num_epochs"]
+
+
 def recipe(folder: Path) -> str:
     """`validated` (validation split and early stopping), `fast` (the same with the stage 2
     of cfgs/ped2_cpu_fast.yaml, at most its epochs) or `first` (the first CPU schedule), read
@@ -47,9 +54,8 @@ def recipe(folder: Path) -> str:
     cfg = yaml.safe_load(path.read_text())
     name = "first"
     if cfg["train"].get("val_videos"):
-        fast_epochs = yaml.safe_load(FAST_RECIPE.read_text())["stage2"]["num_epochs"]
-        epochs = (cfg.get("stage2") or {}).get("num_epochs", fast_epochs + 1)
-        name = "fast" if epochs <= fast_epochs else "validated"
+        epochs = (cfg.get("stage2") or {}).get("num_epochs", _fast_epochs() + 1)
+        name = "fast" if epochs <= _fast_epochs() else "validated"
     return f"{name}, {cfg['eval']['smoothing']}"
 
 
