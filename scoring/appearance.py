@@ -3,8 +3,14 @@ training object an object looks.
 
 Feature of an object: the target frame of its cube (32×32, grey), and that crop's horizontal and
 vertical differences, each part centred and scaled to unit length, concatenated and scaled to
-unit length. S_a = 1 − mean cosine similarity to the `k` most similar crops of the bank (the
-training objects of every training video outside the validation split).
+unit length (the pixel part). With `hog_weight` w > 0, histograms of gradient orientation join
+it: 9 unsigned orientations per 4×4-pixel cell, the square root of each cell's mean gradient
+magnitude per orientation, scaled to unit length; the feature is sqrt(1 − w)·pixels ⊕
+sqrt(w)·histograms, still of unit length. Pixels compare an object's exact layout; the
+histograms compare its edges' directions, place for place, so a shape unlike a walker's (wheels,
+a box) stands out even when the crops' brightness patterns overlap. S_a = 1 − mean cosine
+similarity to the `k` most similar crops of the bank (the training objects of every training
+video outside the validation split).
 
 The flow reconstruction sees only motion, and the frame predictor copies appearance from its
 input frames, so neither fails on an object of unseen appearance that moves like a walker
@@ -23,13 +29,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from datasets import CubeSource
 from utils.fingerprint import data_section, digest
 from utils.io import write_npz
 
-FEATURE_VERSION = 1  # bump when appearance_features changes: cached banks are rebuilt
+FEATURE_VERSION = 2  # bump when appearance_features changes: cached banks are rebuilt
 QUERY_BLOCK = 2048  # queries per similarity block (bounds memory: block x bank floats)
+HOG_CELL = 4  # pixels per side of an orientation-histogram cell
+HOG_BINS = 9  # unsigned gradient orientations over [0, pi)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -43,22 +52,43 @@ def grey_crops(frames: np.ndarray) -> np.ndarray:
     return np.asarray(frames, dtype=np.float32).mean(axis=-1).round().astype(np.uint8)
 
 
-def appearance_features(crops: np.ndarray) -> torch.Tensor:
-    """Grey crops uint8 [N, H, W] -> float32 [N, 3 H W], unit length."""
+def orientation_histograms(grey: torch.Tensor) -> torch.Tensor:
+    """Grey crops float [N, H, W] -> float32 [N, HOG_BINS * (H // HOG_CELL) * (W // HOG_CELL)],
+    unit length: per cell, the square root of the mean gradient magnitude of each orientation
+    (central differences; the outermost rows and columns have no gradient across the border)."""
+    gx = F.pad(grey[:, :, 2:] - grey[:, :, :-2], (1, 1))
+    gy = F.pad(grey[:, 2:] - grey[:, :-2], (0, 0, 1, 1))
+    magnitude = torch.sqrt(gx**2 + gy**2)
+    angle = torch.atan2(gy, gx) % np.pi
+    bins = (angle * (HOG_BINS / np.pi)).long().clamp_(max=HOG_BINS - 1)
+    hist = torch.zeros(grey.shape[0], HOG_BINS, *grey.shape[1:])
+    hist.scatter_(1, bins[:, None], magnitude[:, None])
+    hist = F.avg_pool2d(hist, HOG_CELL).flatten(1).sqrt()
+    return hist / (hist.norm(dim=1, keepdim=True) + 1e-6)
+
+
+def appearance_features(crops: np.ndarray, hog_weight: float = 0.0) -> torch.Tensor:
+    """Grey crops uint8 [N, H, W] -> float32 [N, 3 H W] (pixel part), with `hog_weight` > 0
+    [N, 3 H W + HOG_BINS H W / HOG_CELL^2]; unit length."""
     grey = torch.as_tensor(np.asarray(crops)).float()
     dx = torch.diff(grey, dim=2, prepend=grey[:, :, :1])
     dy = torch.diff(grey, dim=1, prepend=grey[:, :1])
-    parts = torch.cat([_unit(grey), _unit(torch.stack([dx, dy], dim=1))], dim=1)
-    return parts / np.sqrt(2.0)
+    pixels = torch.cat([_unit(grey), _unit(torch.stack([dx, dy], dim=1))], dim=1) / np.sqrt(2.0)
+    if hog_weight == 0:
+        return pixels
+    hog = orientation_histograms(grey)
+    return torch.cat([pixels * np.sqrt(1.0 - hog_weight), hog * np.sqrt(hog_weight)], dim=1)
 
 
 @dataclass
 class AppearanceBank:
-    """Grey crops [M, H, W] uint8 of the normal training objects and their video numbers [M]."""
+    """Grey crops [M, H, W] uint8 of the normal training objects and their video numbers [M];
+    `k` nearest crops, `hog_weight` of the orientation histograms (see appearance_features)."""
 
     crops: np.ndarray
     video_idx: np.ndarray
     k: int = 5
+    hog_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.crops) < self.k:
@@ -66,7 +96,7 @@ class AppearanceBank:
                 f"appearance bank holds {len(self.crops)} training objects, fewer than "
                 f"eval.appearance_k={self.k}"
             )
-        self._features = appearance_features(self.crops)
+        self._features = appearance_features(self.crops, self.hog_weight)
 
     def novelty(
         self, crops: np.ndarray, video_idx: np.ndarray | None = None, bf16: bool = False
@@ -75,7 +105,7 @@ class AppearanceBank:
         query's own video are left out (the training statistics). `bf16`: the similarities in
         bfloat16 (float32 sums; on Ped2 S_a moves by 3e-4 median, 2e-3 at most, and the product
         runs several times faster on a CPU with bf16 matrix units), as scoring in bf16 does."""
-        queries = appearance_features(crops)
+        queries = appearance_features(crops, self.hog_weight)
         features = self._features
         if bf16:
             queries, features = queries.bfloat16(), self._bf16_features
@@ -95,11 +125,14 @@ class AppearanceBank:
         return self._features.bfloat16()
 
 
-def bank_identity(data_fingerprint: str, val_videos: list[str], k: int) -> dict:
+def bank_identity(
+    data_fingerprint: str, val_videos: list[str], k: int, hog_weight: float = 0.0
+) -> dict:
     return {
         "data": data_fingerprint,
         "val_videos": sorted(val_videos),
         "k": int(k),
+        "hog_weight": float(hog_weight),
         "feature_version": FEATURE_VERSION,
     }
 
@@ -123,7 +156,9 @@ def load_bank(path: Path, identity: dict) -> tuple[AppearanceBank, np.ndarray] |
         with np.load(path, allow_pickle=False) as data:
             if str(data["identity"]) != json.dumps(identity, sort_keys=True):
                 return None
-            bank = AppearanceBank(data["crops"], data["video_idx"], identity["k"])
+            bank = AppearanceBank(
+                data["crops"], data["video_idx"], identity["k"], identity["hog_weight"]
+            )
             return bank, data["train_s_a"]
     except (OSError, ValueError, KeyError, EOFError):
         return None
@@ -132,7 +167,12 @@ def load_bank(path: Path, identity: dict) -> tuple[AppearanceBank, np.ndarray] |
 def build_appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
     """The run's bank (training videos outside `train.val_videos`) and the S_a of every training
     cube, cached in <run_dir>/appearance_bank.npz (made from the training cubes when missing)."""
-    identity = bank_identity(digest(data_section(cfg)), cfg.train.val_videos, cfg.eval.appearance_k)
+    identity = bank_identity(
+        digest(data_section(cfg)),
+        cfg.train.val_videos,
+        cfg.eval.appearance_k,
+        cfg.eval.appearance_hog,
+    )
     path = Path(cfg.run_dir) / "appearance_bank.npz"
     cached = load_bank(path, identity)
     if cached is not None:
@@ -141,7 +181,9 @@ def build_appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
     crops = grey_crops(train.target_frames())
     val = [v for v, name in enumerate(train.videos) if name in cfg.train.val_videos]
     in_bank = ~np.isin(train.video_idx, val)
-    bank = AppearanceBank(crops[in_bank], np.asarray(train.video_idx)[in_bank], identity["k"])
+    bank = AppearanceBank(
+        crops[in_bank], np.asarray(train.video_idx)[in_bank], identity["k"], identity["hog_weight"]
+    )
     train_s_a = bank.novelty(crops, train.video_idx)
     save_bank(path, bank, train_s_a, identity)
     return bank, train_s_a

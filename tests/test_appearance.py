@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from data_paths import PED2
 
 from datasets import CubeSource
 from datasets.frames import open_video
@@ -18,9 +20,12 @@ from scoring.appearance import (
     appearance_features,
     bank_identity,
     load_bank,
+    orientation_histograms,
     save_bank,
 )
 from scoring.frame_scores import fuse_scores
+from tools.appearance_sweep import standin_objects, sweep
+from tools.pasted_standin import ENTRY_FRAME, SPEED, draw_sprite
 from utils.config import load_config
 
 
@@ -39,6 +44,38 @@ def test_features_ignore_brightness_and_contrast():
     assert a.shape == (1, 3 * 32 * 32)
     assert float(a.norm()) == pytest.approx(1.0, abs=1e-5)
     assert float((a * b).sum()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_orientation_histograms_see_edge_directions():
+    vertical = torch.as_tensor(bars([10])).float()  # edges across x: gradient angle 0
+    horizontal = vertical.transpose(1, 2)  # edges across y: gradient angle pi/2
+    for crop, bin_ in ((vertical, 0), (horizontal, 4)):
+        hist = orientation_histograms(crop).reshape(1, 9, 8, 8)
+        assert float(hist.norm()) == pytest.approx(1.0, abs=1e-5)
+        per_bin = hist.sum(dim=(0, 2, 3))
+        assert int(per_bin.argmax()) == bin_ and float(per_bin[bin_]) > 0.6 * float(per_bin.sum())
+    assert float(orientation_histograms(torch.full((1, 32, 32), 90.0)).norm()) == 0.0  # flat
+
+
+def test_features_with_histograms():
+    crop = bars([10])
+    brighter = (crop.astype(np.int32) // 2 + 60).astype(np.uint8)
+    a, b = appearance_features(crop, 0.5), appearance_features(brighter, 0.5)
+    assert a.shape == (1, 3 * 32 * 32 + 9 * 8 * 8)
+    assert float(a.norm()) == pytest.approx(1.0, abs=1e-5)
+    assert float((a * b).sum()) == pytest.approx(1.0, abs=1e-3)
+    # a ring (a wheel) against a bank of bars: the histograms make it stand further out
+    ring = np.full((1, 32, 32), 40, np.uint8)
+    yy, xx = np.indices((32, 32))
+    ring[0][np.abs(np.hypot(yy - 16, xx - 16) - 9) < 2] = 200
+    bank = bars([6, 8, 10, 12, 14, 16])
+    novelty = {
+        w: AppearanceBank(bank, np.zeros(6), k=1, hog_weight=w).novelty(
+            np.concatenate([ring, bars([11])])
+        )
+        for w in (0.0, 0.5)
+    }
+    assert novelty[0.5][0] - novelty[0.5][1] > novelty[0.0][0] - novelty[0.0][1]
 
 
 def test_novelty_of_seen_unseen_and_own_video_objects():
@@ -67,6 +104,7 @@ def test_bank_cache_belongs_to_its_identity(tmp_path):
     loaded, train_s_a = load_bank(tmp_path / "bank.npz", identity)
     assert np.array_equal(loaded.crops, bank.crops) and list(train_s_a) == [0.1, 0.2]
     assert load_bank(tmp_path / "bank.npz", bank_identity("abc", ["08"], 2)) is None
+    assert load_bank(tmp_path / "bank.npz", bank_identity("abc", ["08"], 1, 0.5)) is None
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert load_bank(tmp_path / "bad.npz", identity) is None
 
@@ -124,3 +162,37 @@ def test_detect_scores_appearance_like_the_offline_cubes(tmp_path):
         objects["s_a"], det.appearance_novelty(test.target_frames()), rtol=1e-5
     )
     assert doc["train_stats"]["std_a"] > 0  # S_a enters only a fused score: memae has none
+
+
+def test_appearance_sweep_on_tiny_cubes(tiny_cfg):
+    result = sweep(tiny_cfg(), [0.0, 0.5], work=None)
+    assert [row["appearance_hog"] for row in result["rows"]] == [0.0, 0.5]
+    for row in result["rows"]:  # abnormal bars stand elsewhere in their crop than any normal one
+        assert row["test"]["micro_auroc"] > 90 and "standin" not in row
+    with pytest.raises(ValueError, match="appearance_hog"):
+        sweep(tiny_cfg(), [1.0], work=None)
+
+
+@pytest.mark.slow
+def test_standin_objects_find_the_pasted_sprites(tmp_path):
+    if not PED2.is_dir():
+        pytest.skip(f"real data not found at {PED2} (a user's clone does not have it)")
+    cfg = load_config("cfgs/ped2_cpu.yaml", [f"data.root={PED2.parent}", "train.val_videos=['16']"])
+    objects = standin_objects(cfg, tmp_path)
+    assert len(objects.labels) == 3 and objects.crops.shape[1:] == (32, 32)
+    height, width = objects.frame_size
+    for v, (kind, from_left, y) in enumerate((("cyclist", True, 150.0), ("cart", False, 138.0))):
+        sprite_h, sprite_w = draw_sprite(kind).alpha.shape
+        found = []
+        for i in range(ENTRY_FRAME, objects.num_frames[v + 1]):
+            travelled = SPEED * (i - ENTRY_FRAME + 1)
+            x = -sprite_w + travelled if from_left else width - travelled
+            if x < 0 or x + sprite_w > width:
+                continue  # not wholly in view
+            mine = (objects.video_idx == v + 1) & (objects.frame_idx == i)
+            b = objects.boxes[mine]
+            iw = np.minimum(b[:, 2], x + sprite_w) - np.maximum(b[:, 0], x)
+            ih = np.minimum(b[:, 3], y + sprite_h) - np.maximum(b[:, 1], y)
+            # temporal-gradient boxes may hold only a piece of the sprite (the cart's rear half)
+            found.append(bool((iw.clip(0) * ih.clip(0) >= 0.3 * sprite_w * sprite_h).any()))
+        assert len(found) > 20 and np.mean(found) > 0.8, (kind, np.mean(found))

@@ -177,6 +177,7 @@ def test_a_damaged_training_errors_file_is_recomputed(memae_run, tmp_path):
         ("stage1.num_epochs=-3", "'stage1.num_epochs' must be an integer >= 0"),
         ("stage2.ckpt_every=0", "'stage2.ckpt_every' must be an integer >= 1"),
         ("eval.w_r=.nan", "'eval.w_r' must be a finite number"),
+        ("eval.appearance_hog=1.0", "'eval.appearance_hog' must be a number in"),
     ],
 )
 def test_impossible_config_values_fail_at_load(override, message):

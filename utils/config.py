@@ -277,6 +277,8 @@ def check_values(cfg: Config) -> None:
     _require(0 < cfg.eval.far < 1, "eval.far", cfg.eval.far, "a rate strictly between 0 and 1")
     k = cfg.eval.appearance_k
     _require(k >= 1, "eval.appearance_k", k, "an integer >= 1")
+    hog = cfg.eval.appearance_hog
+    _require(0 <= hog < 1, "eval.appearance_hog", hog, "a number in [0, 1)")
     for key in ("w_r", "w_p", "w_a", "sigma", "border_margin"):
         value = cfg.eval[key]
         _require(math.isfinite(value), f"eval.{key}", value, "a finite number")

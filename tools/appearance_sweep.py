@@ -1,0 +1,164 @@
+"""The appearance novelty S_a alone, for several crop features, without a trained model.
+
+S_a needs no training (scoring/appearance.py), so its feature can be chosen before any model
+exists: for each `eval.appearance_hog` given, the bank and the training statistics are built
+from the config's training cubes (the validation videos left out of the bank, as eval.py does),
+and S_a alone is scored with the config's protocol (border groups, smoothing) on
+
+- the labelled test videos (micro and macro AUROC; videos without labels are skipped), and
+- the pasted-object stand-in of `tools.pasted_standin` (objects of unusual shape at walking
+  speed in the validation videos; boxes and crops cut exactly as for any user video).
+
+    python -m tools.appearance_sweep --cfg cfgs/ped2_cpu.yaml --hog 0 0.3 0.5 0.7
+
+writes results/appearance_sweep.json (or --out) and prints one line per weight.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from datasets import CubeSource
+from datasets.frames import open_video, split_dir
+from datasets.labels import LabelSource
+from pre_process.boxes import BoxExtractor
+from pre_process.flow import build_flow_estimator
+from pre_process.stream import stream_cubes
+from scoring.appearance import AppearanceBank, grey_crops
+from scoring.frame_scores import FrameProtocol, auroc_summary, touches_border
+from tools.pasted_standin import make_standin
+from utils.cli import run_cli
+from utils.config import load_config
+from utils.io import write_json
+
+
+class Objects:
+    """Grey target-frame crops [N, s, s], boxes [N, 4], video and frame index [N] of a set of
+    videos, with their frame counts, labels (None: unlabelled) and frame size."""
+
+    def __init__(self, crops, boxes, video_idx, frame_idx, num_frames, labels, frame_size):
+        self.crops, self.boxes = crops, np.asarray(boxes, np.float64).reshape(-1, 4)
+        self.video_idx, self.frame_idx = np.asarray(video_idx), np.asarray(frame_idx)
+        self.num_frames, self.labels, self.frame_size = list(num_frames), labels, frame_size
+
+
+def cube_objects(cfg, split: str, labelled: bool) -> Objects:
+    cubes = CubeSource.from_config(cfg).open(split)
+    labels = [None] * len(cubes.videos)
+    if labelled:
+        by_name = LabelSource.from_config(cfg).load(list(cubes.videos), list(cubes.num_frames))
+        labels = [by_name[name] for name in cubes.videos]
+    return Objects(
+        grey_crops(cubes.target_frames()),
+        cubes.boxes,
+        cubes.video_idx,
+        cubes.frame_idx,
+        cubes.num_frames,
+        labels,
+        tuple(cubes.manifest["frame_size"]),
+    )
+
+
+def standin_objects(cfg, work: Path) -> Objects:
+    """The stand-in videos cut into objects with the config's boxes and flow (no model)."""
+    items = make_standin(split_dir(cfg.data, cfg.data.train_split), cfg.train.val_videos, work)
+    flow_cfg, cube_cfg = cfg.preprocess.flow, cfg.preprocess.cubes
+    boxer, flow = BoxExtractor(cfg.preprocess.boxes, "cpu"), build_flow_estimator(flow_cfg)
+    crops, boxes, video_idx, frame_idx = [], [], [], []
+    for v, (folder, _, _) in enumerate(items):
+        video = open_video(folder)
+        frames = stream_cubes(
+            video.frames(),
+            boxer,
+            flow,
+            flow_cfg.first_frame,
+            flow_cfg.dtype,
+            cube_cfg.size,
+            cube_cfg.num_frames,
+        )
+        for frame in frames:
+            crops.extend(grey_crops(frame.frame_cubes[:, -1]))
+            boxes.extend(frame.boxes)
+            video_idx.extend([v] * len(frame.boxes))
+            frame_idx.extend([frame.index] * len(frame.boxes))
+    labels = [lab for _, lab, _ in items]
+    size = open_video(items[0][0]).frame_size
+    return Objects(np.asarray(crops), boxes, video_idx, frame_idx, map(len, labels), labels, size)
+
+
+def appearance_auroc(cfg, train: Objects, bank: AppearanceBank, test: Objects) -> dict:
+    """Micro and macro AUROC (%) of S_a alone on `test`, z-scored per border group with the
+    training objects' leave-own-video-out S_a when eval.border_stats is on."""
+    train_s_a = bank.novelty(train.crops, train.video_idx)
+    s_a = bank.novelty(test.crops)
+    margin = cfg.eval.border_margin
+    train_border = np.zeros(len(train_s_a), bool)
+    border = np.zeros(len(s_a), bool)
+    if cfg.eval.border_stats:
+        train_border = touches_border(train.boxes, train.frame_size, margin)
+        border = touches_border(test.boxes, test.frame_size, margin)
+    z = np.zeros(len(s_a))
+    for group in (False, True):
+        ref = train_s_a[train_border == group]
+        if len(ref):
+            z[border == group] = (s_a[border == group] - ref.mean()) / ref.std()
+    interior = train_s_a[~train_border]
+    empty = -interior.mean() / interior.std()  # a frame without objects: a zero-novelty object
+    _, smoothed = FrameProtocol.from_config(cfg).frame_scores(
+        z, test.video_idx, test.frame_idx, test.num_frames, empty
+    )
+    keep = [lab is not None for lab in test.labels]
+    summary = auroc_summary(
+        [s for s, k in zip(smoothed, keep) if k], [lab for lab, k in zip(test.labels, keep) if k]
+    )
+    return {k: round(100 * summary[k], 2) for k in ("micro_auroc", "macro_auroc")}
+
+
+def sweep(cfg, weights, work: Path | None) -> dict:
+    """S_a alone for each `eval.appearance_hog` in `weights`; the stand-in's frames are written
+    under `work` (None: no stand-in)."""
+    for weight in weights:
+        if not 0 <= weight < 1:
+            raise ValueError(f"--hog {weight}: eval.appearance_hog must be a number in [0, 1)")
+    train = cube_objects(cfg, cfg.data.train_split, labelled=False)
+    test = cube_objects(cfg, cfg.data.test_split, labelled=True)
+    standin = None if work is None else standin_objects(cfg, work)
+    videos = CubeSource.from_config(cfg).open(cfg.data.train_split).videos
+    val = [v for v, name in enumerate(videos) if name in cfg.train.val_videos]
+    in_bank = ~np.isin(train.video_idx, val)
+    rows = []
+    for weight in weights:
+        bank = AppearanceBank(
+            train.crops[in_bank], train.video_idx[in_bank], cfg.eval.appearance_k, weight
+        )
+        row = {"appearance_hog": weight, "test": appearance_auroc(cfg, train, bank, test)}
+        line = (
+            f"appearance_hog {weight}: labelled test videos micro {row['test']['micro_auroc']} % "
+            f"(macro {row['test']['macro_auroc']} %)"
+        )
+        if standin is not None:
+            row["standin"] = appearance_auroc(cfg, train, bank, standin)
+            line += f", stand-in {row['standin']['micro_auroc']} %"
+        rows.append(row)
+        print(line)
+    return {"config": cfg.config_file, "appearance_k": cfg.eval.appearance_k, "rows": rows}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cfg", required=True, help="a config with pre-processed cubes")
+    parser.add_argument("--hog", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
+    parser.add_argument("--out", type=Path, default=Path("results/appearance_sweep.json"))
+    parser.add_argument("--work", type=Path, default=Path("runs/appearance_sweep"))
+    parser.add_argument("--no-standin", action="store_true", help="labelled test videos only")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.cfg)
+    work = None if args.no_standin else args.work / "frames"
+    write_json(args.out, sweep(cfg, args.hog, work))
+
+
+if __name__ == "__main__":
+    run_cli(main, "tools.appearance_sweep")
