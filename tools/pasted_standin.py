@@ -229,8 +229,16 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/eval/standin.json)")
     parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
     parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the run's config, e.g. --set eval.appearance_hog=0",
+    )
     args = parser.parse_args(argv)
-    det = load_trained_run(args.run)
+    det = load_trained_run(args.run, args.overrides)
     work = args.work or args.run / "standin"
     cfg = det.cfg
     train_folder = split_dir(cfg.data, cfg.data.train_split)
