@@ -3,11 +3,15 @@
 S_a needs no training (scoring/appearance.py), so its feature can be chosen before any model
 exists: for each `eval.appearance_hog` given, the bank and the training statistics are built
 from the config's training cubes (the validation videos left out of the bank, as eval.py does),
-and S_a alone is scored with the config's protocol (border groups, smoothing) on
+and S_a alone is scored (similarities in float32) with the config's protocol (border groups,
+smoothing) on
 
 - the labelled test videos (micro and macro AUROC; videos without labels are skipped), and
 - the pasted-object stand-in of `tools.pasted_standin` (objects of unusual shape at walking
-  speed in the validation videos; boxes and crops cut exactly as for any user video).
+  speed in the validation videos; boxes and crops cut exactly as for any user video). Its micro
+  AUROC pools the pasted and the untouched videos, as `tools.pasted_standin` reports it; its
+  macro AUROC averages the pasted videos alone (the untouched ones hold no abnormal frame), so
+  it asks only whether a pasted object outscores the rest of its own video.
 
     python -m tools.appearance_sweep --cfg cfgs/ped2_cpu.yaml --hog 0 0.3 0.5 0.7
 
