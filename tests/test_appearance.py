@@ -24,7 +24,7 @@ from scoring.appearance import (
     save_bank,
 )
 from scoring.frame_scores import fuse_scores
-from tools.appearance_sweep import standin_objects, sweep
+from tools.appearance_sweep import standin_from_config, sweep
 from tools.pasted_standin import ENTRY_FRAME, SPEED, draw_sprite
 from utils.config import load_config
 
@@ -178,7 +178,7 @@ def test_standin_objects_find_the_pasted_sprites(tmp_path):
     if not PED2.is_dir():
         pytest.skip(f"real data not found at {PED2} (a user's clone does not have it)")
     cfg = load_config("cfgs/ped2_cpu.yaml", [f"data.root={PED2.parent}", "train.val_videos=['16']"])
-    objects = standin_objects(cfg, tmp_path)
+    objects = standin_from_config(cfg, tmp_path)
     assert len(objects.labels) == 3 and objects.crops.shape[1:] == (32, 32)
     height, width = objects.frame_size
     for v, (kind, from_left, y) in enumerate((("cyclist", True, 150.0), ("cart", False, 138.0))):

@@ -65,6 +65,7 @@ ENTRY_FUNCTIONS = {
     "pre_process/__init__.py": {"run_preprocess"},
     "pre_process/run.py": {"run_preprocess"},
     "tools/mnist_toy.py": {"run"},
+    "tools/appearance_sweep.py": {"sweep", "standin_from_config"},
 }
 BUILDERS = {
     "inference/trained_run.py": {"trained_run_from_config", "_build_trained_run"},

@@ -21,6 +21,7 @@ writes results/appearance_sweep.json (or --out) and prints one line per weight.
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +50,13 @@ class Objects:
         self.num_frames, self.labels, self.frame_size = list(num_frames), labels, frame_size
 
 
-def cube_objects(cfg, split: str, labelled: bool) -> Objects:
-    cubes = CubeSource.from_config(cfg).open(split)
-    labels = [None] * len(cubes.videos)
-    if labelled:
-        by_name = LabelSource.from_config(cfg).load(list(cubes.videos), list(cubes.num_frames))
-        labels = [by_name[name] for name in cubes.videos]
+def cube_objects(source: CubeSource, split: str, labels: LabelSource | None) -> Objects:
+    """The cubes of `split` as objects, labelled from `labels` (None: unlabelled)."""
+    cubes = source.open(split)
+    by_name = {}
+    if labels is not None:
+        by_name = labels.load(list(cubes.videos), list(cubes.num_frames))
+    labels = [by_name.get(name) for name in cubes.videos]
     return Objects(
         grey_crops(cubes.target_frames()),
         cubes.boxes,
@@ -66,24 +68,12 @@ def cube_objects(cfg, split: str, labelled: bool) -> Objects:
     )
 
 
-def standin_objects(cfg, work: Path) -> Objects:
-    """The stand-in videos cut into objects with the config's boxes and flow (no model)."""
-    items = make_standin(split_dir(cfg.data, cfg.data.train_split), cfg.train.val_videos, work)
-    flow_cfg, cube_cfg = cfg.preprocess.flow, cfg.preprocess.cubes
-    boxer, flow = BoxExtractor(cfg.preprocess.boxes, "cpu"), build_flow_estimator(flow_cfg)
+def standin_objects(items: list[tuple[Path, np.ndarray, str]], stream) -> Objects:
+    """The stand-in videos (`make_standin`'s items) cut into objects by `stream` (frames ->
+    StreamFrames, as pre_process.stream.stream_cubes with the run's boxes and flow; no model)."""
     crops, boxes, video_idx, frame_idx = [], [], [], []
     for v, (folder, _, _) in enumerate(items):
-        video = open_video(folder)
-        frames = stream_cubes(
-            video.frames(),
-            boxer,
-            flow,
-            flow_cfg.first_frame,
-            flow_cfg.dtype,
-            cube_cfg.size,
-            cube_cfg.num_frames,
-        )
-        for frame in frames:
+        for frame in stream(open_video(folder).frames()):
             crops.extend(grey_crops(frame.frame_cubes[:, -1]))
             boxes.extend(frame.boxes)
             video_idx.extend([v] * len(frame.boxes))
@@ -93,17 +83,38 @@ def standin_objects(cfg, work: Path) -> Objects:
     return Objects(np.asarray(crops), boxes, video_idx, frame_idx, map(len, labels), labels, size)
 
 
-def appearance_auroc(cfg, train: Objects, bank: AppearanceBank, test: Objects) -> dict:
-    """Micro and macro AUROC (%) of S_a alone on `test`, z-scored per border group with the
-    training objects' leave-own-video-out S_a when eval.border_stats is on."""
+def standin_from_config(cfg, work: Path) -> Objects:
+    """The config's stand-in (its validation videos, frames written under `work`) as objects."""
+    items = make_standin(split_dir(cfg.data, cfg.data.train_split), cfg.train.val_videos, work)
+    flow_cfg, cube_cfg = cfg.preprocess.flow, cfg.preprocess.cubes
+    stream = functools.partial(
+        stream_cubes,
+        box_extractor=BoxExtractor(cfg.preprocess.boxes, "cpu"),
+        estimate_flow=build_flow_estimator(flow_cfg),
+        first_frame=flow_cfg.first_frame,
+        flow_dtype=flow_cfg.dtype,
+        size=cube_cfg.size,
+        num_frames=cube_cfg.num_frames,
+    )
+    return standin_objects(items, stream)
+
+
+def appearance_auroc(
+    protocol: FrameProtocol,
+    border_margin: float | None,
+    train: Objects,
+    bank: AppearanceBank,
+    test: Objects,
+) -> dict:
+    """Micro and macro AUROC (%) of S_a alone on `test`, z-scored with the training objects'
+    leave-own-video-out S_a, per border group with a `border_margin` (eval.border_stats)."""
     train_s_a = bank.novelty(train.crops, train.video_idx)
     s_a = bank.novelty(test.crops)
-    margin = cfg.eval.border_margin
     train_border = np.zeros(len(train_s_a), bool)
     border = np.zeros(len(s_a), bool)
-    if cfg.eval.border_stats:
-        train_border = touches_border(train.boxes, train.frame_size, margin)
-        border = touches_border(test.boxes, test.frame_size, margin)
+    if border_margin is not None:
+        train_border = touches_border(train.boxes, train.frame_size, border_margin)
+        border = touches_border(test.boxes, test.frame_size, border_margin)
     z = np.zeros(len(s_a))
     for group in (False, True):
         ref = train_s_a[train_border == group]
@@ -111,9 +122,7 @@ def appearance_auroc(cfg, train: Objects, bank: AppearanceBank, test: Objects) -
             z[border == group] = (s_a[border == group] - ref.mean()) / ref.std()
     interior = train_s_a[~train_border]
     empty = -interior.mean() / interior.std()  # a frame without objects: a zero-novelty object
-    _, smoothed = FrameProtocol.from_config(cfg).frame_scores(
-        z, test.video_idx, test.frame_idx, test.num_frames, empty
-    )
+    _, smoothed = protocol.frame_scores(z, test.video_idx, test.frame_idx, test.num_frames, empty)
     keep = [lab is not None for lab in test.labels]
     summary = auroc_summary(
         [s for s, k in zip(smoothed, keep) if k], [lab for lab, k in zip(test.labels, keep) if k]
@@ -127,10 +136,14 @@ def sweep(cfg, weights, work: Path | None) -> dict:
     for weight in weights:
         if not 0 <= weight < 1:
             raise ValueError(f"--hog {weight}: eval.appearance_hog must be a number in [0, 1)")
-    train = cube_objects(cfg, cfg.data.train_split, labelled=False)
-    test = cube_objects(cfg, cfg.data.test_split, labelled=True)
-    standin = None if work is None else standin_objects(cfg, work)
-    videos = CubeSource.from_config(cfg).open(cfg.data.train_split).videos
+    source = CubeSource.from_config(cfg)
+    train = cube_objects(source, cfg.data.train_split, None)
+    test = cube_objects(source, cfg.data.test_split, LabelSource.from_config(cfg))
+    standin = None if work is None else standin_from_config(cfg, work)
+    protocol = FrameProtocol.from_config(cfg)
+    margin = float(cfg.eval.border_margin) if cfg.eval.border_stats else None
+    score = functools.partial(appearance_auroc, protocol, margin, train)
+    videos = source.open(cfg.data.train_split).videos
     val = [v for v, name in enumerate(videos) if name in cfg.train.val_videos]
     in_bank = ~np.isin(train.video_idx, val)
     rows = []
@@ -138,13 +151,13 @@ def sweep(cfg, weights, work: Path | None) -> dict:
         bank = AppearanceBank(
             train.crops[in_bank], train.video_idx[in_bank], cfg.eval.appearance_k, weight
         )
-        row = {"appearance_hog": weight, "test": appearance_auroc(cfg, train, bank, test)}
+        row = {"appearance_hog": weight, "test": score(bank, test)}
         line = (
             f"appearance_hog {weight}: labelled test videos micro {row['test']['micro_auroc']} % "
             f"(macro {row['test']['macro_auroc']} %)"
         )
         if standin is not None:
-            row["standin"] = appearance_auroc(cfg, train, bank, standin)
+            row["standin"] = score(bank, standin)
             line += f", stand-in {row['standin']['micro_auroc']} %"
         rows.append(row)
         print(line)
