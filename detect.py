@@ -25,6 +25,7 @@ import torch
 
 from inference.detect import DetectError, detect
 from inference.live import detect_live, is_live_input
+from utils.cli import add_override_option
 from utils.config import ConfigError
 from utils.fingerprint import CheckpointError
 
@@ -62,14 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--save-intermediate", action="store_true", help="also write flows.npy and the cubes"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting of the run's config, e.g. --set eval.smoothing=gaussian",
-    )
+    add_override_option(parser, "eval.smoothing=gaussian")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
     )

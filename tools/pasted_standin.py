@@ -38,7 +38,7 @@ from scoring.frame_scores import (
     touches_border,
 )
 from scoring.weights import ScoreSet
-from utils.cli import run_cli
+from utils.cli import add_override_option, run_cli
 from utils.io import write_json
 
 SPEED = 0.9  # px/frame, a Ped2 walker's speed
@@ -229,14 +229,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/eval/standin.json)")
     parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
     parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting of the run's config, e.g. --set eval.appearance_hog=0",
-    )
+    add_override_option(parser, "eval.appearance_hog=0")
     args = parser.parse_args(argv)
     det = load_trained_run(args.run, args.overrides)
     work = args.work or args.run / "standin"

@@ -3,6 +3,7 @@ on stderr and exit status 2; the full traceback only with `--debug` or HF2VAD_DE
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -21,6 +22,18 @@ EXPECTED_ERRORS = (
     FloatingPointError,
     OSError,
 )
+
+
+def add_override_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """`--set KEY=VALUE` (repeatable) into `args.overrides`: settings on top of a run's config."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting of the run's config, e.g. --set {example}",
+    )
 
 
 def debugging(argv: list[str] | None = None) -> bool:
