@@ -178,12 +178,29 @@ def build_appearance(cfg) -> tuple[AppearanceBank, np.ndarray]:
     if cached is not None:
         return cached
     train = CubeSource.from_config(cfg).open(cfg.data.train_split)
-    crops = grey_crops(train.target_frames())
-    val = [v for v, name in enumerate(train.videos) if name in cfg.train.val_videos]
-    in_bank = ~np.isin(train.video_idx, val)
-    bank = AppearanceBank(
-        crops[in_bank], np.asarray(train.video_idx)[in_bank], identity["k"], identity["hog_weight"]
+    bank, train_s_a = training_bank(
+        grey_crops(train.target_frames()),
+        np.asarray(train.video_idx),
+        train.videos,
+        cfg.train.val_videos,
+        identity["k"],
+        identity["hog_weight"],
     )
-    train_s_a = bank.novelty(crops, train.video_idx)
     save_bank(path, bank, train_s_a, identity)
     return bank, train_s_a
+
+
+def training_bank(
+    crops: np.ndarray,
+    video_idx: np.ndarray,
+    videos: list[str],
+    val_videos: list[str],
+    k: int,
+    hog_weight: float,
+) -> tuple[AppearanceBank, np.ndarray]:
+    """The bank of the training crops [N, H, W] outside the validation videos, and the S_a of
+    every training crop with its own video left out (the training statistics' sample)."""
+    val = [v for v, name in enumerate(videos) if name in val_videos]
+    in_bank = ~np.isin(video_idx, val)
+    bank = AppearanceBank(crops[in_bank], video_idx[in_bank], k, hog_weight)
+    return bank, bank.novelty(crops, video_idx)

@@ -32,8 +32,16 @@ from datasets.labels import LabelSource
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
-from scoring.appearance import AppearanceBank, grey_crops
-from scoring.frame_scores import FrameProtocol, auroc_summary, touches_border
+from scoring.appearance import AppearanceBank, grey_crops, training_bank
+from scoring.frame_scores import (
+    FrameProtocol,
+    auroc_summary,
+    border_statistics,
+    empty_frame_score,
+    fuse_scores,
+    score_statistics,
+    touches_border,
+)
 from tools.pasted_standin import make_standin
 from utils.cli import run_cli
 from utils.config import load_config
@@ -42,12 +50,13 @@ from utils.io import write_json
 
 class Objects:
     """Grey target-frame crops [N, s, s], boxes [N, 4], video and frame index [N] of a set of
-    videos, with their frame counts, labels (None: unlabelled) and frame size."""
+    videos, with their names, frame counts, labels (None: unlabelled) and frame size."""
 
-    def __init__(self, crops, boxes, video_idx, frame_idx, num_frames, labels, frame_size):
+    def __init__(self, crops, boxes, video_idx, frame_idx, videos, num_frames, labels, frame_size):
         self.crops, self.boxes = crops, np.asarray(boxes, np.float64).reshape(-1, 4)
         self.video_idx, self.frame_idx = np.asarray(video_idx), np.asarray(frame_idx)
-        self.num_frames, self.labels, self.frame_size = list(num_frames), labels, frame_size
+        self.videos, self.num_frames = list(videos), list(num_frames)
+        self.labels, self.frame_size = labels, frame_size
 
 
 def cube_objects(source: CubeSource, split: str, labels: LabelSource | None) -> Objects:
@@ -62,6 +71,7 @@ def cube_objects(source: CubeSource, split: str, labels: LabelSource | None) -> 
         cubes.boxes,
         cubes.video_idx,
         cubes.frame_idx,
+        cubes.videos,
         cubes.num_frames,
         labels,
         tuple(cubes.manifest["frame_size"]),
@@ -79,8 +89,11 @@ def standin_objects(items: list[tuple[Path, np.ndarray, str]], stream) -> Object
             video_idx.extend([v] * len(frame.boxes))
             frame_idx.extend([frame.index] * len(frame.boxes))
     labels = [lab for _, lab, _ in items]
+    names = [folder.name for folder, _, _ in items]
     size = open_video(items[0][0]).frame_size
-    return Objects(np.asarray(crops), boxes, video_idx, frame_idx, map(len, labels), labels, size)
+    return Objects(
+        np.asarray(crops), boxes, video_idx, frame_idx, names, map(len, labels), labels, size
+    )
 
 
 def standin_from_config(cfg, work: Path) -> Objects:
@@ -99,30 +112,33 @@ def standin_from_config(cfg, work: Path) -> Objects:
     return standin_objects(items, stream)
 
 
+def appearance_stats(train: Objects, train_s_a: np.ndarray, border_margin: float | None) -> dict:
+    """S_a's training statistics as eval.py keeps them (per border group with a margin)."""
+    zero = np.zeros(len(train_s_a))  # S_r and S_p do not take part (weight 0)
+    stats = score_statistics(zero, zero, train_s_a)
+    if border_margin is not None:
+        border = touches_border(train.boxes, train.frame_size, border_margin)
+        stats["groups"] = border_statistics(zero, zero, border, border_margin, train_s_a)
+    return stats
+
+
 def appearance_auroc(
     protocol: FrameProtocol,
     border_margin: float | None,
-    train: Objects,
+    stats: dict,
     bank: AppearanceBank,
     test: Objects,
 ) -> dict:
-    """Micro and macro AUROC (%) of S_a alone on `test`, z-scored with the training objects'
-    leave-own-video-out S_a, per border group with a `border_margin` (eval.border_stats)."""
-    train_s_a = bank.novelty(train.crops, train.video_idx)
+    """Micro and macro AUROC (%) of S_a alone on `test`, fused as eval.py fuses it (training
+    `stats` of `appearance_stats`, border groups with a `border_margin`)."""
     s_a = bank.novelty(test.crops)
-    train_border = np.zeros(len(train_s_a), bool)
-    border = np.zeros(len(s_a), bool)
+    zero = np.zeros(len(s_a))
+    border = None
     if border_margin is not None:
-        train_border = touches_border(train.boxes, train.frame_size, border_margin)
         border = touches_border(test.boxes, test.frame_size, border_margin)
-    z = np.zeros(len(s_a))
-    for group in (False, True):
-        ref = train_s_a[train_border == group]
-        if len(ref):
-            z[border == group] = (s_a[border == group] - ref.mean()) / ref.std()
-    interior = train_s_a[~train_border]
-    empty = -interior.mean() / interior.std()  # a frame without objects: a zero-novelty object
-    _, smoothed = protocol.frame_scores(z, test.video_idx, test.frame_idx, test.num_frames, empty)
+    obj = fuse_scores(zero, zero, stats, 0.0, 0.0, border=border, s_a=s_a, w_a=1.0)
+    empty = empty_frame_score(stats, 0.0, 0.0, grouped=border is not None, w_a=1.0)
+    _, smoothed = protocol.frame_scores(obj, test.video_idx, test.frame_idx, test.num_frames, empty)
     keep = [lab is not None for lab in test.labels]
     summary = auroc_summary(
         [s for s, k in zip(smoothed, keep) if k], [lab for lab, k in zip(test.labels, keep) if k]
@@ -142,22 +158,25 @@ def sweep(cfg, weights, work: Path | None) -> dict:
     standin = None if work is None else standin_from_config(cfg, work)
     protocol = FrameProtocol.from_config(cfg)
     margin = float(cfg.eval.border_margin) if cfg.eval.border_stats else None
-    score = functools.partial(appearance_auroc, protocol, margin, train)
-    videos = source.open(cfg.data.train_split).videos
-    val = [v for v, name in enumerate(videos) if name in cfg.train.val_videos]
-    in_bank = ~np.isin(train.video_idx, val)
     rows = []
     for weight in weights:
-        bank = AppearanceBank(
-            train.crops[in_bank], train.video_idx[in_bank], cfg.eval.appearance_k, weight
+        bank, train_s_a = training_bank(
+            train.crops,
+            train.video_idx,
+            train.videos,
+            cfg.train.val_videos,
+            cfg.eval.appearance_k,
+            weight,
         )
-        row = {"appearance_hog": weight, "test": score(bank, test)}
+        stats = appearance_stats(train, train_s_a, margin)
+        score = functools.partial(appearance_auroc, protocol, margin, stats, bank)
+        row = {"appearance_hog": weight, "test": score(test)}
         line = (
             f"appearance_hog {weight}: labelled test videos micro {row['test']['micro_auroc']} % "
             f"(macro {row['test']['macro_auroc']} %)"
         )
         if standin is not None:
-            row["standin"] = score(bank, standin)
+            row["standin"] = score(standin)
             line += f", stand-in {row['standin']['micro_auroc']} %"
         rows.append(row)
         print(line)
