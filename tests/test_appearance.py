@@ -180,7 +180,7 @@ def test_standin_objects_find_the_pasted_sprites(tmp_path):
     cfg = load_config("cfgs/ped2_cpu.yaml", [f"data.root={PED2.parent}", "train.val_videos=['16']"])
     objects = standin_from_config(cfg, tmp_path)
     assert len(objects.labels) == 3 and objects.crops.shape[1:] == (32, 32)
-    height, width = objects.frame_size
+    width = objects.frame_size[1]
     for v, (kind, from_left, y) in enumerate((("cyclist", True, 150.0), ("cart", False, 138.0))):
         sprite_h, sprite_w = draw_sprite(kind).alpha.shape
         found = []

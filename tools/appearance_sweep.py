@@ -59,12 +59,12 @@ class Objects:
         self.labels, self.frame_size = labels, frame_size
 
 
-def cube_objects(source: CubeSource, split: str, labels: LabelSource | None) -> Objects:
-    """The cubes of `split` as objects, labelled from `labels` (None: unlabelled)."""
+def cube_objects(source: CubeSource, split: str, label_source: LabelSource | None) -> Objects:
+    """The cubes of `split` as objects, labelled from `label_source` (None: unlabelled)."""
     cubes = source.open(split)
     by_name = {}
-    if labels is not None:
-        by_name = labels.load(list(cubes.videos), list(cubes.num_frames))
+    if label_source is not None:
+        by_name = label_source.load(list(cubes.videos), list(cubes.num_frames))
     labels = [by_name.get(name) for name in cubes.videos]
     return Objects(
         grey_crops(cubes.target_frames()),
