@@ -2,6 +2,7 @@
 evaluation, re-scoring and detect."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,8 +26,15 @@ from scoring.appearance import (
 )
 from scoring.frame_scores import fuse_scores
 from tools.appearance_sweep import standin_from_config, sweep
-from tools.pasted_standin import ENTRY_FRAME, SPEED, draw_sprite
+from tools.pasted_standin import (
+    ENTRY_FRAME,
+    SPEED,
+    draw_sprite,
+    saved_scores_ready,
+    scores_identity,
+)
 from utils.config import load_config
+from utils.io import write_json
 
 
 def bars(positions, size=32, width=6) -> np.ndarray:
@@ -196,3 +204,22 @@ def test_standin_objects_find_the_pasted_sprites(tmp_path):
             # temporal-gradient boxes may hold only a piece of the sprite (the cart's rear half)
             found.append(bool((iw.clip(0) * ih.clip(0) >= 0.3 * sprite_w * sprite_h).any()))
         assert len(found) > 20 and np.mean(found) > 0.8, (kind, np.mean(found))
+
+
+def test_standin_rescore_takes_only_scores_of_the_same_scoring(tmp_path):
+    settings = SimpleNamespace(appearance_k=5, appearance_hog=0.5)
+    det = SimpleNamespace(
+        cfg=SimpleNamespace(eval=settings),
+        scoring=SimpleNamespace(identity=lambda ckpt: {"epoch": ckpt["epoch"]}),
+        ckpt={"epoch": 3},
+    )
+    with pytest.raises(FileNotFoundError, match="run without --rescore"):
+        saved_scores_ready(tmp_path, det)
+    write_json(tmp_path / "identity.json", scores_identity(det))
+    saved_scores_ready(tmp_path, det)
+    settings.appearance_hog = 0.0  # S_a of another feature
+    with pytest.raises(ValueError, match="appearance_hog"):
+        saved_scores_ready(tmp_path, det)
+    settings.appearance_hog, det.ckpt = 0.5, {"epoch": 4}  # another checkpoint
+    with pytest.raises(ValueError, match="another checkpoint"):
+        saved_scores_ready(tmp_path, det)

@@ -12,7 +12,11 @@ for any user video), and the micro AUROC of the fused score and of each branch i
 all stand-in videos with the run's training statistics and smoothing:
 
     python -m tools.pasted_standin --run runs/ped2_cpu     # writes runs/ped2_cpu/eval/standin.json
+    python -m tools.pasted_standin --run runs/ped2_cpu --rescore --set eval.w_a=2  # re-fuse only
 
+`--rescore` re-fuses the object scores saved by an earlier scoring (<work>/scores) with the current
+eval weights, smoothing and border groups, without running the model; it refuses scores made
+with another checkpoint, precision or S_a feature.
 This is development data that may be looked at (`--preview` writes a strip of pasted frames);
 the Ped2 test videos are never used.
 """
@@ -20,6 +24,7 @@ the Ped2 test videos are never used.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +44,7 @@ from scoring.frame_scores import (
 )
 from scoring.weights import ScoreSet
 from utils.cli import add_override_option, run_cli
-from utils.io import write_json
+from utils.io import read_json, write_json
 
 SPEED = 0.9  # px/frame, a Ped2 walker's speed
 ENTRY_FRAME = 10  # the object starts to enter at this frame
@@ -162,15 +167,44 @@ def _micro(smoothed, labels, keep) -> float:
     return round(100 * summary["micro_auroc"], 3)
 
 
+def scores_identity(det: TrainedRun) -> dict:
+    """What the saved object scores depend on: checkpoint, test mode, precision, S_a feature."""
+    cfg = det.cfg
+    appearance = {"k": cfg.eval.appearance_k, "hog_weight": cfg.eval.appearance_hog}
+    return {"scoring": det.scoring.identity(det.ckpt), "appearance": appearance}
+
+
+def saved_scores_ready(out_dir: Path, det: TrainedRun) -> None:
+    """Raise unless `out_dir` holds object scores made by this run's current scoring."""
+    path = out_dir / "identity.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved stand-in scores in {out_dir}: run without --rescore")
+    if read_json(path) != json.loads(json.dumps(scores_identity(det))):
+        raise ValueError(
+            f"{path}: the saved stand-in scores were made with another checkpoint, precision or "
+            "S_a feature (eval.appearance_k/appearance_hog); run without --rescore"
+        )
+
+
 def score_standin(
-    det: TrainedRun, items: list[tuple[Path, np.ndarray, str]], out_dir: Path, weights: dict
+    det: TrainedRun,
+    items: list[tuple[Path, np.ndarray, str]],
+    out_dir: Path,
+    weights: dict,
+    rescore: bool = False,
 ) -> dict:
-    """Score the stand-in videos with the run (detect writes its outputs under `out_dir`);
-    micro AUROC (%) per named score, over all videos and per object kind, fused as eval.py
-    fuses (training statistics, border groups, smoothing)."""
+    """Score the stand-in videos with the run (detect writes its outputs under `out_dir`; with
+    `rescore`, those of an earlier scoring are read instead); micro AUROC (%) per named score,
+    over all videos and per object kind, fused as eval.py fuses (training statistics, border
+    groups, smoothing)."""
     videos = [open_video(p) for p, _, _ in items]
     names = output_names(videos)
-    detect_with(det, videos, out_dir, progress=False)
+    if rescore:
+        saved_scores_ready(out_dir, det)
+    else:
+        (out_dir / "identity.json").unlink(missing_ok=True)
+        detect_with(det, videos, out_dir, progress=False)
+        write_json(out_dir / "identity.json", scores_identity(det))
     objects = [_objects(out_dir / name) for name in names]
     cfg = det.cfg
     labels = [lab for _, lab, _ in items]
@@ -229,14 +263,18 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="JSON to write (default: <run>/eval/standin.json)")
     parser.add_argument("--work", type=Path, default=None, help="frames and scores (<run>/standin)")
     parser.add_argument("--preview", type=Path, help="also write a PNG of pasted frames here")
-    add_override_option(parser, "eval.appearance_hog=0")
+    parser.add_argument(
+        "--rescore", action="store_true", help="re-fuse the saved object scores (no model run)"
+    )
+    add_override_option(parser, "eval.w_a=2")
     args = parser.parse_args(argv)
     det = load_trained_run(args.run, args.overrides)
     work = args.work or args.run / "standin"
     cfg = det.cfg
     train_folder = split_dir(cfg.data, cfg.data.train_split)
     items = make_standin(train_folder, cfg.train.val_videos, work / "frames")
-    result = score_standin(det, items, work / "scores", ScoreSet.from_config(cfg).weights)
+    weights = ScoreSet.from_config(cfg).weights
+    result = score_standin(det, items, work / "scores", weights, rescore=args.rescore)
     write_json(args.out or args.run / "eval" / "standin.json", result)
     if args.preview:
         write_preview(items, args.preview)
