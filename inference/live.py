@@ -107,7 +107,6 @@ class FrameGrabber:
         self.stop_event = threading.Event()
         self.fps = 0.0
         self.segment = 0
-        self.taken_segment = 0  # the segment of the last frame the consumer took
         self.started = False
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
 
@@ -192,14 +191,8 @@ class FrameGrabber:
         try:
             self.buffer.put_nowait(item)
         except queue.Full:
-            dropped = self._drain()
-            self.stats.skipped += dropped
-            if self.taken_segment == self.segment:  # the consumer has begun this segment
-                self.stats.skips.append({"time": item.time, "frames": dropped})
-                self.segment += 1
-            else:  # nothing of it was scored yet: one longer skip, the same new segment
-                self.stats.skips[-1]["frames"] += dropped
-            item.segment = self.segment
+            # the consumer sees the jump in frame numbers and opens a new segment there
+            self.stats.skipped += self._drain()
             self.buffer.put_nowait(item)
 
     def _drain(self) -> int:
@@ -222,23 +215,35 @@ class FrameGrabber:
         self._thread.join(timeout)
 
     def segments(self) -> Iterator[Iterator[Captured]]:
-        """The frames read, as one iterator of consecutive frames per segment."""
+        """The frames read, as one iterator of consecutive frames per segment. A segment ends at a
+        gap (a reopened source) or where the reader dropped frames; the consumer alone decides
+        this, from the frame numbers, so the skips it records match the segments it yields."""
         pending: list[Captured] = []
+        previous = -1  # number of the last frame taken
         while True:
             first = pending.pop() if pending else self.buffer.get()
             if first is self.END:
                 return
-            self.taken_segment = first.segment
+            if first.number > previous + 1:
+                self.stats.skips.append({"time": first.time, "frames": first.number - previous - 1})
             self.stats.segments += 1
-            yield self._segment(first, pending)
+            last = [first]
+            yield self._segment(first, pending, last)
+            previous = last[0].number
 
-    def _segment(self, first: Captured, pending: list) -> Iterator[Captured]:
+    def _segment(self, first: Captured, pending: list, last: list) -> Iterator[Captured]:
+        """Frames continuing `first`'s segment; `last[0]` is the latest one taken."""
         yield first
         while True:
             item = self.buffer.get()
-            if item is self.END or item.segment != first.segment:
+            if (
+                item is self.END
+                or item.segment != first.segment
+                or item.number != last[0].number + 1
+            ):
                 pending.append(item)
                 return
+            last[0] = item
             yield item
 
 
@@ -427,7 +432,7 @@ def run_live(
                 )
             if number > 0:  # frames skipped or a gap before this segment
                 outputs.close_interval()
-                _report_breaks(outputs, grabber.stats)
+            _report_breaks(outputs, grabber.stats)
             _score_segment(det, _chain(first, segment), outputs, grabber.buffer.qsize)
     finally:
         if timer is not None:
