@@ -12,7 +12,9 @@ cached beside the checkpoint (<ckpt>.train_stats.json; `.sampled_seedK` added fo
 Writes <run_dir>/eval/: scores.json, metrics.json, config.yaml, roc.png, curves/<video>.png,
 objects_highest.png, objects_lowest.png. `--rescore` reads scores.json (checking it was made with
 the same model and data settings) and recomputes fusion, smoothing and AUROC with the current
-eval settings, without the model.
+eval settings, without the model. The appearance novelty S_a needs no model either: saved with
+another crop feature, k, bank or precision than asked (eval.appearance_*), it is recomputed from
+the cubes, with its training statistics.
 """
 
 from __future__ import annotations

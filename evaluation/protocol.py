@@ -4,6 +4,7 @@ docstring describes the command and the outputs) and by `pipeline.run`."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +13,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_curve
 
-from datasets import CubeDataset
+from datasets import CubeDataset, CubeSource
 from datasets.labels import LabelSource
 from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
 from evaluation.settings import EvalSettings
 from inference.trained_run import TrainedRun, trained_run_from_config
+from scoring.appearance import AppearanceBank, build_appearance, grey_crops
 from scoring.frame_scores import (
     FrameProtocol,
     auroc_summary,
@@ -31,12 +33,19 @@ from scoring.frame_scores import (
 from scoring.statistics import (
     STAT_KEYS,
     collect_object_scores,
+    scoring_dtype,
 )
 from scoring.weights import ScoreSet, Weights
 from utils.config import replaced, save_config
 from utils.fingerprint import CheckpointError, check_fingerprints, fingerprints
 from utils.io import finite_or_none, folder_lock, read_json, write_json
-from utils.misc import get_logger, git_commit, seed_everything, set_cpu_threads
+from utils.misc import (
+    get_logger,
+    git_commit,
+    resolve_device,
+    seed_everything,
+    set_cpu_threads,
+)
 from utils.plots import plot_anomaly_curve, plot_object_grid, plot_roc
 
 SCORES_FORMAT = "hf2vad-scores-1"
@@ -514,11 +523,76 @@ def evaluate_epochs(cfg) -> dict:
     return doc
 
 
+def appearance_identity(config: dict) -> dict:
+    """What an object's S_a depends on besides the cubes, from a resolved config (plain dict):
+    the bank (training videos outside the validation split, k nearest), the crop feature and the
+    scoring precision. A config written before eval.appearance_hog existed scored pixels only."""
+    ev = config["eval"]
+    return {
+        "k": int(ev["appearance_k"]),
+        "hog_weight": float(ev.get("appearance_hog", 0.0)),
+        "bank_without": sorted(config["train"]["val_videos"] or []),
+        "device": str(config["device"]),
+        "bf16_cpu": bool(ev["bf16_cpu"]),
+        "amp": bool(ev["amp"]),
+    }
+
+
+def _rescored_appearance(
+    table: ObjectTable,
+    stats: dict,
+    bank: AppearanceBank,
+    train_s_a: np.ndarray,
+    test: CubeDataset,
+    train: CubeDataset,
+    bf16: bool,
+) -> tuple[ObjectTable, dict]:
+    """`table` and `stats` with S_a recomputed for every object (model-free: the target-frame
+    crops of the test cubes against `bank`) and its training statistics from `train_s_a` (one
+    per training cube, in `train`'s order), per border group too."""
+    order = np.lexsort((np.asarray(test.frame_idx), np.asarray(test.video_idx)))  # as saved
+    boxes = np.asarray(test.boxes, dtype=np.float64)[order]
+    if list(test.videos) != list(table.videos) or not np.allclose(boxes, table.boxes, atol=1e-3):
+        raise CheckpointError(
+            f"the test cubes in {test.cube_dir} are not those of the saved scores: "
+            "evaluate again without --rescore"
+        )
+    s_a = np.asarray(bank.novelty(grey_crops(test.target_frames()[order]), bf16=bf16), np.float64)
+    stats = dict(stats, mean_a=float(train_s_a.mean()), std_a=float(train_s_a.std()))
+    if "groups" in stats:
+        groups = dict(stats["groups"])
+        frame_size = train.manifest["frame_size"]
+        cut = touches_border(np.asarray(train.boxes), frame_size, groups["margin"])
+        for name, mask in (("border", cut), ("interior", ~cut)):
+            part = train_s_a[mask]
+            groups[name] = dict(groups[name], mean_a=float(part.mean()), std_a=float(part.std()))
+        stats["groups"] = groups
+    return dataclasses.replace(table, s_a=s_a), stats
+
+
 def rescore(cfg) -> dict:
-    """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run)."""
+    """Recompute fusion, smoothing, AUROC and plots from eval/scores.json (no model run). S_a
+    needs no model: when the saved one was computed otherwise than `cfg` asks (feature, k, bank,
+    precision), it is recomputed from the test and training cubes with its statistics."""
     settings = EvalSettings.from_config(cfg)
     out_dir = settings.layout.eval_dir
     table, stats, ckpt_info = read_scores(out_dir / "scores.json", settings)
+    saved_identity = appearance_identity(read_json(out_dir / "scores.json")["config"])
+    wanted = appearance_identity(settings.config)
+    if settings.scores.uses_appearance and (table.s_a is None or saved_identity != wanted):
+        get_logger().info(f"recomputing S_a: saved {saved_identity}, asked {wanted}")
+        cubes = CubeSource.from_config(cfg)
+        bank, train_s_a = build_appearance(cfg)
+        bf16 = scoring_dtype(wanted["bf16_cpu"], wanted["amp"], resolve_device(cfg.device))
+        table, stats = _rescored_appearance(
+            table,
+            stats,
+            bank,
+            train_s_a,
+            cubes.open(cubes.test_split),
+            cubes.open(cubes.train_split),
+            bf16 == torch.bfloat16,
+        )
     labels = _labels_in_order(settings.labels, table.videos, table.num_frames)
     results = configured_score_table(settings, table, stats, labels)
     return _report(settings, table, stats, labels, results, ckpt_info, 0.0, out_dir)

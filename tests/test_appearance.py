@@ -141,6 +141,30 @@ def test_appearance_in_evaluation_rescore_and_detect(tiny_cfg, tmp_path):
     assert "appearance" not in rescore(tiny_cfg("model.type=memae", "eval.plots=false"))["scores"]
 
 
+def test_rescore_recomputes_s_a_made_with_another_feature(tiny_cfg, tmp_path):
+    """S_a needs no model: re-scoring pixel-only scores with orientation histograms gives what
+    an evaluation with histograms gives (the tiny cubes have no border group; on Ped2 the
+    per-group statistics were checked against a full evaluation)."""
+    base = ("model.type=memae", "stage1.num_epochs=1", "eval.plots=false", "eval.w_a=1")
+    with_hog = tiny_cfg(*base, "eval.appearance_hog=0.5")
+    train_stage1(with_hog)
+    direct = evaluate(with_hog)
+    scores_path = tmp_path / "run" / "eval" / "scores.json"
+    direct_doc = json.loads(scores_path.read_text())
+    pixels = evaluate(tiny_cfg(*base))
+    assert pixels["train_stats"]["mean_a"] != direct["train_stats"]["mean_a"]
+    again = rescore(with_hog)
+    assert again["train_stats"] == pytest.approx(direct["train_stats"])
+    for name in ("flow_reconstruction", "appearance"):
+        assert again["scores"][name]["micro_auroc"] == pytest.approx(
+            direct["scores"][name]["micro_auroc"], abs=0.01
+        )
+    doc = json.loads(scores_path.read_text())
+    for video, expected in zip(doc["videos"], direct_doc["videos"]):
+        np.testing.assert_allclose(video["objects"]["s_a"], expected["objects"]["s_a"], atol=1e-6)
+    assert doc["config"]["eval"]["appearance_hog"] == 0.5  # a second rescore keeps them
+
+
 def test_detect_scores_appearance_like_the_offline_cubes(tmp_path):
     cfg = load_config(
         "cfgs/synthetic.yaml",
