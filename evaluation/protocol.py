@@ -633,8 +633,11 @@ def run_evaluation(cfg, rescore_only: bool = False, all_epochs: bool = False) ->
         lines = [f"epoch {row['epoch']}: {row[doc['main_score']]}" for row in doc["epochs"]]
         lines.append(f"selected on test labels: epoch {doc['selected_on_test_labels']['epoch']}")
         return "\n".join(lines)
-    if rescore_only:
-        return results_table(rescore(cfg))
+    if rescore_only:  # timed and recorded too: it may recompute S_a
+        tic = time.time()
+        metrics = rescore(cfg)
+        RunLayout.from_config(cfg).record_times({"eval": time.time() - tic})
+        return results_table(metrics)
     git_commit()  # the commit of the code that runs, even if the tree changes meanwhile
     tic = time.time()
     metrics = evaluate(cfg)

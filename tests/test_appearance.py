@@ -34,6 +34,7 @@ from tools.pasted_standin import (
     scores_identity,
 )
 from utils.config import load_config
+from utils.fingerprint import CheckpointError
 from utils.io import write_json
 
 
@@ -163,6 +164,12 @@ def test_rescore_recomputes_s_a_made_with_another_feature(tiny_cfg, tmp_path):
     for video, expected in zip(doc["videos"], direct_doc["videos"]):
         np.testing.assert_allclose(video["objects"]["s_a"], expected["objects"]["s_a"], atol=1e-6)
     assert doc["config"]["eval"]["appearance_hog"] == 0.5  # a second rescore keeps them
+    evaluate(tiny_cfg(*base))
+    doc = json.loads(scores_path.read_text())
+    doc["videos"][0]["objects"]["box"][0][0] += 5.0  # objects that are not the test cubes'
+    scores_path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="not those of the saved scores"):
+        rescore(with_hog)
 
 
 def test_detect_scores_appearance_like_the_offline_cubes(tmp_path):
