@@ -32,8 +32,8 @@ from scoring.frame_scores import (
 )
 from scoring.statistics import (
     STAT_KEYS,
+    ScoringSettings,
     collect_object_scores,
-    scoring_dtype,
 )
 from scoring.weights import ScoreSet, Weights
 from utils.config import replaced, save_config
@@ -207,9 +207,9 @@ def scores_document(
     }
 
 
-def read_scores(path: Path, settings: EvalSettings) -> tuple[ObjectTable, dict, dict]:
-    """(objects, training statistics, checkpoint info) of a scores.json made for an
-    evaluation with these settings; a malformed file is an error naming it and what is wrong."""
+def read_scores(path: Path, settings: EvalSettings) -> tuple[ObjectTable, dict, dict, dict]:
+    """(objects, training statistics, checkpoint info, resolved config) of a scores.json made for
+    an evaluation with these settings; a malformed file is an error naming it and what is wrong."""
     doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != SCORES_FORMAT:
         raise CheckpointError(f"{path} is not a scores file of this project ({SCORES_FORMAT})")
@@ -227,7 +227,7 @@ def read_scores(path: Path, settings: EvalSettings) -> tuple[ObjectTable, dict, 
             f"scores file {path} is malformed ({type(err).__name__}: {err}); evaluate again "
             "without --rescore"
         ) from None
-    return table, stats, info
+    return table, stats, info, doc["config"]
 
 
 def _object_table(doc: dict, test_cubes: Path) -> ObjectTable:
@@ -576,14 +576,14 @@ def rescore(cfg) -> dict:
     precision), it is recomputed from the test and training cubes with its statistics."""
     settings = EvalSettings.from_config(cfg)
     out_dir = settings.layout.eval_dir
-    table, stats, ckpt_info = read_scores(out_dir / "scores.json", settings)
-    saved_identity = appearance_identity(read_json(out_dir / "scores.json")["config"])
+    table, stats, ckpt_info, saved_config = read_scores(out_dir / "scores.json", settings)
+    saved_identity = appearance_identity(saved_config)
     wanted = appearance_identity(settings.config)
     if settings.scores.uses_appearance and (table.s_a is None or saved_identity != wanted):
         get_logger().info(f"recomputing S_a: saved {saved_identity}, asked {wanted}")
         cubes = CubeSource.from_config(cfg)
         bank, train_s_a = build_appearance(cfg)
-        bf16 = scoring_dtype(wanted["bf16_cpu"], wanted["amp"], resolve_device(cfg.device))
+        scoring = ScoringSettings.from_config(cfg, resolve_device(cfg.device))
         table, stats = _rescored_appearance(
             table,
             stats,
@@ -591,7 +591,7 @@ def rescore(cfg) -> dict:
             train_s_a,
             cubes.open(cubes.test_split),
             cubes.open(cubes.train_split),
-            bf16 == torch.bfloat16,
+            scoring.precision == torch.bfloat16,
         )
     labels = _labels_in_order(settings.labels, table.videos, table.num_frames)
     results = configured_score_table(settings, table, stats, labels)

@@ -107,6 +107,7 @@ class FrameGrabber:
         self.stop_event = threading.Event()
         self.fps = 0.0
         self.segment = 0
+        self.taken = -1  # number of the last frame the consumer took
         self.started = False
         self._thread = threading.Thread(target=self._run, name="frame-grabber", daemon=True)
 
@@ -219,31 +220,25 @@ class FrameGrabber:
         gap (a reopened source) or where the reader dropped frames; the consumer alone decides
         this, from the frame numbers, so the skips it records match the segments it yields."""
         pending: list[Captured] = []
-        previous = -1  # number of the last frame taken
         while True:
             first = pending.pop() if pending else self.buffer.get()
             if first is self.END:
                 return
-            if first.number > previous + 1:
-                self.stats.skips.append({"time": first.time, "frames": first.number - previous - 1})
+            dropped = first.number - self.taken - 1
+            if dropped > 0:
+                self.stats.skips.append({"time": first.time, "frames": dropped})
             self.stats.segments += 1
-            last = [first]
-            yield self._segment(first, pending, last)
-            previous = last[0].number
+            yield self._segment(first, pending)
 
-    def _segment(self, first: Captured, pending: list, last: list) -> Iterator[Captured]:
-        """Frames continuing `first`'s segment; `last[0]` is the latest one taken."""
+    def _segment(self, first: Captured, pending: list) -> Iterator[Captured]:
+        self.taken = first.number
         yield first
         while True:
             item = self.buffer.get()
-            if (
-                item is self.END
-                or item.segment != first.segment
-                or item.number != last[0].number + 1
-            ):
+            if item is self.END or item.segment != first.segment or item.number != self.taken + 1:
                 pending.append(item)
                 return
-            last[0] = item
+            self.taken = item.number
             yield item
 
 

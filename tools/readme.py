@@ -478,32 +478,29 @@ def standin_readme_text(root: Path) -> str:
     stand-in scored before (pixels_standin.json) beside S_a alone of the fast run (S_a needs no
     model, so it is the same for both)."""
     folder = root / "ped2_cpu"
-    if (folder / "standin.json").is_file():
-        scores = read_json(folder / "standin.json")["scores"]
-        paper = scores.get(PAPER_FUSION, scores["fused"])
-        return (
-            f"On objects of unusual shape pasted into the validation videos at walking speed "
-            f"(`python -m tools.pasted_standin --run runs/ped2_cpu`, "
-            f"`results/ped2_cpu/standin.json`) the paper's fusion scores "
-            f"{paper['micro_auroc']:.1f} % AUROC, S_a alone "
-            f"{scores['appearance']['micro_auroc']:.1f} % and the fused score with S_a "
-            f"{scores['fused']['micro_auroc']:.1f} %."
-        )
-    if not (folder / "pixels_standin.json").is_file():
+    pixels_only = not (folder / "standin.json").is_file()
+    path = folder / ("pixels_standin.json" if pixels_only else "standin.json")
+    if not path.is_file():
         return "The stand-in has not been scored for the headline run yet."
-    scores = read_json(folder / "pixels_standin.json")["scores"]
-    fast = read_json(root / "ped2_cpu_fast" / "standin.json")["scores"]
-    return (
+    scores = read_json(path)["scores"]
+    paper = scores.get(PAPER_FUSION, scores["fused"])
+    when = "scored before the headline's S_a gained orientation histograms: " if pixels_only else ""
+    s_a = "S_a of pixels alone" if pixels_only else "S_a alone"
+    text = (
         f"On objects of unusual shape pasted into the validation videos at walking speed "
-        f"(`python -m tools.pasted_standin --run runs/ped2_cpu`, scored before the headline's "
-        f"S_a gained orientation histograms: `results/ped2_cpu/pixels_standin.json`) the "
-        f"paper's fusion scores {scores[PAPER_FUSION]['micro_auroc']:.1f} % AUROC, S_a of "
-        f"pixels alone {scores['appearance']['micro_auroc']:.1f} % and the fused score with it "
-        f"{scores['fused']['micro_auroc']:.1f} %. With the histograms S_a alone scores "
-        f"{fast['appearance']['micro_auroc']:.1f} % (`results/ped2_cpu_fast/standin.json`; S_a "
-        f"needs no model); the headline's fused score on the stand-in with them needs its model, "
-        f"retrained."
+        f"(`python -m tools.pasted_standin --run runs/ped2_cpu`, {when}`results/{folder.name}/"
+        f"{path.name}`) the paper's fusion scores {paper['micro_auroc']:.1f} % AUROC, {s_a} "
+        f"{scores['appearance']['micro_auroc']:.1f} % and the fused score with "
+        f"{'it' if pixels_only else 'S_a'} {scores['fused']['micro_auroc']:.1f} %."
     )
+    if pixels_only:
+        fast = read_json(root / "ped2_cpu_fast" / "standin.json")["scores"]
+        text += (
+            f" With the histograms S_a alone scores {fast['appearance']['micro_auroc']:.1f} % "
+            "(`results/ped2_cpu_fast/standin.json`; S_a needs no model); the headline's fused "
+            "score on the stand-in with them needs its model, retrained."
+        )
+    return text
 
 
 README_TABLES = {
