@@ -44,6 +44,7 @@ from models import (
 )
 from models.memory import Memory
 from utils.config import load_config
+from utils.misc import cpu_has_fast_bf16
 
 
 def random_cubes(batch: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,7 +177,10 @@ def training_rows(new_model: Callable[[], HF2VAD], loss_weights: dict, args, dev
     rows = []
     precisions = [("fp32", FP32)]
     if args.train_low_precision:
-        precisions.append(low_precision(device)[:2])
+        label, train_cfg = low_precision(device)[:2]
+        if device.type == "cpu" and not cpu_has_fast_bf16():  # the trainer falls back then
+            label += " (run as float32: no fast bf16 kernels)"
+        precisions.append((label, train_cfg))
     frames, flows = random_cubes(args.train_batch, device, seed=1)
     stage1_flows = 2.0 * torch.randn(
         args.stage1_batch, 2, 32, 32, generator=torch.Generator().manual_seed(2)

@@ -1,6 +1,6 @@
 """Our training steps against the reference execution's (bench/reference.py), timed in one process.
 
-    python -m bench.bench_training [--threads 2] [--batch 64] [--recon-epochs 16]
+    python -m bench.bench_training [--threads 2] [--batch 64] [--recon-epochs 16] [--stage1-only]
 
 One optimiser step (forward, loss, backward, Adam) of each stage at the paper's model size on one
 random batch, interleaved (reference, ours, reference, ours, ...), so that every training-speed
@@ -145,6 +145,13 @@ def stage3_calls(ours, reference, frames, flows, loss_weights) -> dict:
 def ratios(per_sample: dict[str, float]) -> dict[str, float]:
     """Reference seconds per sample over ours, for the comparisons issue 16 sets targets for."""
     s = per_sample
+    if "stage2 ours float32" not in s:  # --stage1-only
+        return {
+            "stage1 ours bf16 / reference float32": s["stage1 reference float32"]
+            / s["stage1 ours bf16 (as trained)"],
+            "stage1 ours bf16 / ours float32": s["stage1 ours float32"]
+            / s["stage1 ours bf16 (as trained)"],
+        }
     return {
         "stage1 ours bf16 / reference float32": s["stage1 reference float32"]
         / s["stage1 ours bf16 (as trained)"],
@@ -161,12 +168,27 @@ def ratios(per_sample: dict[str, float]) -> dict[str, float]:
     }
 
 
+def later_stages(ours, reference, frames, flows, loss_weights, args) -> dict:
+    """Seconds of every stage-2 and stage-3 call, interleaved as stage 1's."""
+    steps, once = stage2_calls(ours, reference, frames, flows, loss_weights)
+    seconds = interleaved(steps, args.repeats, args.warmup)
+    seconds.update(interleaved(once, args.repeats, args.warmup))
+    stage3 = stage3_calls(ours, reference, frames, flows, loss_weights)
+    seconds.update(interleaved(stage3, args.repeats, args.warmup))
+    return seconds
+
+
 def main() -> None:
     parser = base_parser("bench_training", __doc__.split("\n")[0])
     parser.add_argument("--cfg", default="cfgs/ped2.yaml")
     parser.add_argument("--batch", type=int, default=64, help="cfgs/ped2_cpu.yaml trains with 64")
     parser.add_argument(
         "--recon-epochs", type=int, default=16, help="stage-2 epochs the reconstructions serve"
+    )
+    parser.add_argument(
+        "--stage1-only",
+        action="store_true",
+        help="stage 1 only: minutes where bf16 is emulated (CPUs without AVX-512 or AMX)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -182,16 +204,8 @@ def main() -> None:
     seconds = interleaved(
         stage1_calls(ours, reference, flows, cfg.loss.to_dict()), args.repeats, args.warmup
     )
-    steps, once = stage2_calls(ours, reference, frames, flows, cfg.loss.to_dict())
-    seconds.update(interleaved(steps, args.repeats, args.warmup))
-    seconds.update(interleaved(once, args.repeats, args.warmup))
-    seconds.update(
-        interleaved(
-            stage3_calls(ours, reference, frames, flows, cfg.loss.to_dict()),
-            args.repeats,
-            args.warmup,
-        )
-    )
+    if not args.stage1_only:
+        seconds.update(later_stages(ours, reference, frames, flows, cfg.loss.to_dict(), args))
     medians = {name: statistics.median(s) for name, s in seconds.items()}
     per_sample = {name: m / args.batch for name, m in medians.items()}
     # ours pays for its reconstructions once per cube, spread over the epochs they serve
@@ -199,7 +213,8 @@ def main() -> None:
         ("stage2 ours float32", "stage2 ours float32: reconstructions once"),
         ("stage2 ours bf16 (as trained)", "stage2 ours bf16: reconstructions once"),
     ):
-        per_sample[step] += per_sample[once] / args.recon_epochs
+        if step in per_sample:
+            per_sample[step] += per_sample[once] / args.recon_epochs
     rows = [
         {
             "name": name,
@@ -211,11 +226,17 @@ def main() -> None:
         for name in seconds
     ]
     print_table(rows, f"one training step of {args.batch} cubes: reference vs ours, interleaved")
-    print(f"(stage 2 ours: step plus its reconstructions once per cube / {args.recon_epochs})")
+    if not args.stage1_only:
+        print(f"(stage 2 ours: step plus its reconstructions once per cube / {args.recon_epochs})")
     found = ratios(per_sample)
     for name, ratio in found.items():
         print(f"{name}: {ratio:.2f}x")
-    settings = {"cfg": args.cfg, "batch": args.batch, "recon_epochs": args.recon_epochs}
+    settings = {
+        "cfg": args.cfg,
+        "batch": args.batch,
+        "recon_epochs": args.recon_epochs,
+        "stage1_only": args.stage1_only,
+    }
     save(args, device, rows + [{"name": k, "ratio": v} for k, v in found.items()], settings)
 
 

@@ -39,6 +39,7 @@ from utils.misc import (
     progress_bars_wanted,
     seed_everything,
     seed_worker,
+    use_cpu_bf16,
 )
 
 # loss_fn(train_module, batch) -> (named loss terms including "total", model outputs)
@@ -67,10 +68,10 @@ def build_scheduler(optimizer, schedule) -> torch.optim.lr_scheduler.StepLR:
 
 def autocast(device: torch.device, settings):
     """float16 autocast on CUDA when `settings.amp`, bfloat16 on CPU when `settings.bf16_cpu`
-    (FitSettings: train.amp, train.bf16_cpu)."""
+    and the CPU has fast bfloat16 kernels (FitSettings: train.amp, train.bf16_cpu)."""
     if device.type == "cuda" and settings.amp:
         return torch.autocast("cuda", dtype=torch.float16)
-    if device.type == "cpu" and settings.bf16_cpu:
+    if device.type == "cpu" and use_cpu_bf16(settings.bf16_cpu, "train.bf16_cpu"):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -19,15 +19,15 @@ from engine.checkpoint import checkpoint_identity
 from models import object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
 from utils.io import read_json, write_json, write_npz
-from utils.misc import get_logger, progress_bar, seed_everything
+from utils.misc import get_logger, progress_bar, seed_everything, use_cpu_bf16
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
 
 def scoring_dtype(bf16_cpu: bool, amp: bool, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for scoring: bfloat16 on CPU with `bf16_cpu` (eval.bf16_cpu),
-    float16 on CUDA with `amp` (eval.amp), else None (float32)."""
-    if device.type == "cpu" and bf16_cpu:
+    """The autocast dtype for scoring: bfloat16 on CPU with `bf16_cpu` (eval.bf16_cpu) where the
+    CPU has fast bfloat16 kernels, float16 on CUDA with `amp` (eval.amp), else None (float32)."""
+    if device.type == "cpu" and use_cpu_bf16(bf16_cpu, "eval.bf16_cpu"):
         return torch.bfloat16
     if device.type == "cuda" and amp:
         return torch.float16

@@ -23,6 +23,13 @@ def one_thread():
 
 
 @pytest.fixture()
+def fast_bf16(monkeypatch):
+    """Tests of the bfloat16 settings behave as on a CPU with fast bf16 kernels, whichever CPU
+    runs them (elsewhere bf16_cpu falls back to float32: tests/test_speed_equivalence.py)."""
+    monkeypatch.setattr("utils.misc.cpu_has_fast_bf16", lambda: True)
+
+
+@pytest.fixture()
 def tiny_cfg(tmp_path):
     """Config factory over tiny cubes: normal objects move slowly, abnormal ones fast."""
     base = tiny_overrides(tmp_path)

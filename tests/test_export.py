@@ -112,7 +112,7 @@ def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_ru
     assert metadata["checkpoint"]["epoch"] == onnx_run.ckpt["epoch"]
 
 
-def test_backend_settings_are_checked_before_anything_is_exported(tiny_run):
+def test_backend_settings_are_checked_before_anything_is_exported(tiny_run, fast_bf16):
     with pytest.raises(ConfigError, match="eval.backend"):
         load_config(Path("cfgs/ped2.yaml"), ["eval.backend=tensorrt"])
     export = export_path(tiny_run / "stage3" / "best.pth")
@@ -156,7 +156,7 @@ def test_scoring_model_unchanged_by_export(tmp_path):
     assert torch.equal(before, after)
 
 
-def test_low_precision_backends_keep_statistics_of_their_own(tmp_path):
+def test_low_precision_backends_keep_statistics_of_their_own(tmp_path, fast_bf16):
     """Each low precision (and backend) is normalised by training statistics of its own, in a
     file of its own; float32 backends share PyTorch's (their scores agree to ~1e-6)."""
     ckpt = tmp_path / "best.pth"

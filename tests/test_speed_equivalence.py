@@ -215,7 +215,7 @@ def test_micro_batches_equal_whole_batch():
     assert out["frame_pred"] is None and out["q_means"] == []
 
 
-def test_scoring_precision_settings():
+def test_scoring_precision_settings(fast_bf16):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = load_config("cfgs/ped2.yaml", [])
     assert (
@@ -232,6 +232,19 @@ def test_scoring_precision_settings():
         **plain,
         "precision": "bfloat16",
     }
+
+
+def test_bf16_falls_back_to_float32_without_fast_bf16_kernels(monkeypatch):
+    from engine.trainer import autocast
+
+    monkeypatch.setattr("utils.misc.cpu_has_fast_bf16", lambda: False)
+    cpu = torch.device("cpu")
+    low = load_config("cfgs/ped2.yaml", ["eval.bf16_cpu=true", "train.bf16_cpu=true"])
+    assert scoring_dtype(low.eval.bf16_cpu, low.eval.amp, cpu) is None
+    assert ScoringSettings.from_config(low, cpu).precision is None  # float32 statistics too
+    with autocast(cpu, low.train):
+        assert not torch.is_autocast_enabled("cpu")
+    assert scoring_dtype(low.eval.bf16_cpu, low.eval.amp, torch.device("cuda")) is None
 
 
 # ---------------------------------------------------------------------------------------------

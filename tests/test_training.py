@@ -137,7 +137,7 @@ def test_single_branch_model_types(tiny_cfg, tmp_path):
     assert metrics["checkpoint"]["path"].endswith("stage2/best.pth")
 
 
-def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path):
+def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path, fast_bf16):
     cfg = tiny_cfg(
         "model.type=memae", "train.bf16_cpu=true", "train.keep_epochs=true", "eval.plots=false"
     )

@@ -71,6 +71,35 @@ def get_logger(name: str = "hf2vad") -> logging.Logger:
 
 
 @functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (x86 with AVX-512 or AMX, Arm with bf16).
+    Elsewhere bf16 autocast is emulated and far slower than float32: a stage-1 training step took
+    70 s against 1.9 s in float32 on an AVX2-only AMD EPYC (2 threads, batch 64;
+    bench/results/bench_training_stage1_avx2.json)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def use_cpu_bf16(requested: bool, key: str) -> bool:
+    """A config's bf16_cpu (`key` names it) as it is run: float32 where the CPU has no fast
+    bfloat16 kernels, said once per key."""
+    if requested and not cpu_has_fast_bf16():
+        _say_bf16_ignored(key)
+        return False
+    return requested
+
+
+@functools.cache
+def _say_bf16_ignored(key: str) -> None:
+    get_logger().warning(
+        f"{key}=true: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no fast bfloat16 "
+        "kernels, so it runs in float32 (emulated bfloat16 is many times slower)"
+    )
+
+
+@functools.cache
 def git_commit() -> str:
     """The repository's HEAD commit, with '+changes' when the tree differs; '' outside git.
     Read once per process (call it at start: the code that runs is the code of that moment)."""
