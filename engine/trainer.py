@@ -66,14 +66,20 @@ def build_scheduler(optimizer, schedule) -> torch.optim.lr_scheduler.StepLR:
     )
 
 
-def autocast(device: torch.device, settings):
-    """float16 autocast on CUDA when `settings.amp`, bfloat16 on CPU when `settings.bf16_cpu`
-    and the CPU has fast bfloat16 kernels (FitSettings: train.amp, train.bf16_cpu)."""
+def autocast_dtype(device: torch.device, settings) -> torch.dtype | None:
+    """float16 on CUDA when `settings.amp`, bfloat16 on CPU when `settings.bf16_cpu` and the CPU
+    has fast bfloat16 kernels, else None: float32 (FitSettings: train.amp, train.bf16_cpu)."""
     if device.type == "cuda" and settings.amp:
-        return torch.autocast("cuda", dtype=torch.float16)
+        return torch.float16
     if device.type == "cpu" and use_cpu_bf16(settings.bf16_cpu, "train.bf16_cpu"):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, settings):
+    """The training autocast context of `autocast_dtype` (a no-op for float32)."""
+    dtype = autocast_dtype(device, settings)
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def build_train_loader(dataset: Dataset, schedule, seed: int, ctx: DistContext) -> DataLoader:
@@ -425,6 +431,7 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         f"{sum(p.numel() for p in params):,} trained parameters, up to "
         f"{_epochs(schedule.num_epochs)}, {ctx.device}, {ctx.world_size} process(es)"
     )
+    precision = str(autocast_dtype(ctx.device, settings) or torch.float32).removeprefix("torch.")
     started = time.time()
     for epoch in range(progress.epoch, schedule.num_epochs):
         tic = time.time()
@@ -452,7 +459,8 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         if schedule.patience and progress.epoch - progress.best_epoch >= schedule.patience:
             progress.stopped_early = progress.epoch < schedule.num_epochs
         if ctx.is_main:
-            _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, scaler)
+            state = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+            _save_epoch(stage, settings, progress, means, val, state, precision)
             for name, value in means.items():
                 writer.add_scalar(f"epoch/{name}", value, epoch + 1)
             if val is not None:
@@ -492,15 +500,15 @@ def _update_progress(progress: Progress, done: int, value: float) -> None:
         progress.best, progress.best_epoch = value, done
 
 
-def _save_epoch(stage, settings, progress, means, val, optimizer, scheduler, scaler) -> None:
+def _save_epoch(stage, settings, progress, means, val, optim: dict, precision: str) -> None:
     """Write best.pth when this epoch is the best so far, and last.pth every ckpt_every epochs,
-    at the last epoch and when stopping early."""
+    at the last epoch and when stopping early (`optim`: optimizer, scheduler and scaler;
+    `precision`: what the epoch's autocast computed in, as run)."""
     done = progress.epoch
     state = {
         "model": stage.module.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        **{name: part.state_dict() for name, part in optim.items()},
+        "precision": precision,
         "epoch": done,
         "step": progress.step,
         "epoch_loss": means["total"],

@@ -453,6 +453,9 @@ def _evaluate(
         checkpoint_identity(run.ckpt),
         path=str(run.ckpt_path),
         selection=_selection(settings, run.ckpt, run.ckpt_path),
+        # as run, which bf16_cpu does not say on CPUs without fast bf16 (None: not recorded)
+        train_precision=run.ckpt.get("precision"),
+        scoring_precision=str(run.scoring.precision or torch.float32).removeprefix("torch."),
     )
     out_dir = out_dir or settings.layout.eval_dir
     metrics = _report(

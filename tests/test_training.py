@@ -91,6 +91,8 @@ def test_evaluation_outputs(tiny_cfg, tmp_path):
     assert fused["num_scored_frames"] == 2 * (20 - 4)
     assert fused["per_video_auroc"]["c"] is None
     assert metrics["checkpoint"]["selection"].startswith("best")
+    assert metrics["checkpoint"]["train_precision"] == "float32"  # as run
+    assert metrics["checkpoint"]["scoring_precision"] == "float32"
     assert metrics["num_frames_without_objects"] == 4 + 8
 
     doc = json.loads((out / "scores.json").read_text())
@@ -142,7 +144,8 @@ def test_bf16_autocast_on_cpu_and_per_epoch_evaluation(tiny_cfg, tmp_path, fast_
         "model.type=memae", "train.bf16_cpu=true", "train.keep_epochs=true", "eval.plots=false"
     )
     train_stage1(cfg)
-    assert load_checkpoint(tmp_path / "run" / "stage1" / "last.pth")["epoch_loss"] > 0
+    last = load_checkpoint(tmp_path / "run" / "stage1" / "last.pth")
+    assert last["epoch_loss"] > 0 and last["precision"] == "bfloat16"
     doc = evaluate_epochs(cfg)
     assert [row["epoch"] for row in doc["epochs"]] == [1, 2]
     assert doc["last_epoch"]["epoch"] == 2

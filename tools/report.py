@@ -249,6 +249,8 @@ def build_report(
         "",
         *_config_summary(saved_config),
         f"- checkpoint: {ckpt['path']} (epoch {ckpt['epoch']}, {ckpt['selection']})",
+        f"- precision as run: last training stage {ckpt.get('train_precision') or 'not recorded'}"
+        f", scoring {ckpt.get('scoring_precision') or 'not recorded'}",
         "- training statistics (all training cubes): "
         f"S_r {stats['mean_r']:.4g} ± {stats['std_r']:.4g}, "
         f"S_p {stats['mean_p']:.4g} ± {stats['std_p']:.4g}",
