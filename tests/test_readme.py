@@ -47,3 +47,26 @@ def test_ceiling_text_reads_the_reference_benchmark(tmp_path):
     text = ceiling_readme_text(tmp_path / "results")
     assert "ours openvino float32 (70 cubes/s) computes 280 GFLOP/s, 88% of" in text
     assert "ours openvino bf16 (300 cubes/s) computes 1200 GFLOP/s, 50% of" in text
+
+
+def test_standin_text_cites_the_headlines_fast_twin_when_there_is_one(tmp_path):
+    from tools.readme import standin_readme_text
+    from utils.io import write_json
+
+    def standin(folder, name, **micro):
+        scores = {key: {"micro_auroc": value} for key, value in micro.items()}
+        (tmp_path / folder).mkdir(exist_ok=True)
+        write_json(tmp_path / folder / name, {"scores": scores})
+
+    standin(
+        "ped2_cpu",
+        "pixels_standin.json",
+        fused=67.6,
+        appearance=76.5,
+        fused_without_appearance=57.7,
+    )
+    standin("ped2_cpu_fast", "standin.json", appearance=93.5)
+    assert "ped2_cpu_recon4" not in standin_readme_text(tmp_path)
+    standin("ped2_cpu_recon4", "standin.json", fused=77.9, fused_without_appearance=60.2)
+    text = standin_readme_text(tmp_path)
+    assert "scores 77.9 % on the stand-in fused with S_a and 60.2 % with the paper's" in text
