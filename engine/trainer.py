@@ -34,6 +34,7 @@ from utils.config import save_config
 from utils.fingerprint import CheckpointError
 from utils.io import folder_lock
 from utils.misc import (
+    dtype_name,
     get_logger,
     progress_bar,
     progress_bars_wanted,
@@ -431,7 +432,7 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         f"{sum(p.numel() for p in params):,} trained parameters, up to "
         f"{_epochs(schedule.num_epochs)}, {ctx.device}, {ctx.world_size} process(es)"
     )
-    precision = str(autocast_dtype(ctx.device, settings) or torch.float32).removeprefix("torch.")
+    precision = dtype_name(autocast_dtype(ctx.device, settings))
     started = time.time()
     for epoch in range(progress.epoch, schedule.num_epochs):
         tic = time.time()
@@ -459,8 +460,9 @@ def _fit(stage: Stage, settings: FitSettings, ctx: DistContext, resume: bool) ->
         if schedule.patience and progress.epoch - progress.best_epoch >= schedule.patience:
             progress.stopped_early = progress.epoch < schedule.num_epochs
         if ctx.is_main:
-            state = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-            _save_epoch(stage, settings, progress, means, val, state, precision)
+            _save_epoch(
+                stage, settings, progress, means, val, optimizer, scheduler, scaler, precision
+            )
             for name, value in means.items():
                 writer.add_scalar(f"epoch/{name}", value, epoch + 1)
             if val is not None:
@@ -500,14 +502,18 @@ def _update_progress(progress: Progress, done: int, value: float) -> None:
         progress.best, progress.best_epoch = value, done
 
 
-def _save_epoch(stage, settings, progress, means, val, optim: dict, precision: str) -> None:
+def _save_epoch(
+    stage, settings, progress, means, val, optimizer, scheduler, scaler, precision: str
+) -> None:
     """Write best.pth when this epoch is the best so far, and last.pth every ckpt_every epochs,
-    at the last epoch and when stopping early (`optim`: optimizer, scheduler and scaler;
-    `precision`: what the epoch's autocast computed in, as run)."""
+    at the last epoch and when stopping early (`precision`: what the epoch's autocast computed
+    in, as run)."""
     done = progress.epoch
     state = {
         "model": stage.module.state_dict(),
-        **{name: part.state_dict() for name, part in optim.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
         "precision": precision,
         "epoch": done,
         "step": progress.step,

@@ -40,6 +40,7 @@ from utils.config import replaced, save_config
 from utils.fingerprint import CheckpointError, check_fingerprints, fingerprints
 from utils.io import finite_or_none, folder_lock, read_json, write_json
 from utils.misc import (
+    dtype_name,
     get_logger,
     git_commit,
     resolve_device,
@@ -455,7 +456,7 @@ def _evaluate(
         selection=_selection(settings, run.ckpt, run.ckpt_path),
         # as run, which bf16_cpu does not say on CPUs without fast bf16 (None: not recorded)
         train_precision=run.ckpt.get("precision"),
-        scoring_precision=str(run.scoring.precision or torch.float32).removeprefix("torch."),
+        scoring_precision=dtype_name(run.scoring.precision),
     )
     out_dir = out_dir or settings.layout.eval_dir
     metrics = _report(

@@ -19,7 +19,7 @@ from engine.checkpoint import checkpoint_identity
 from models import object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
 from utils.io import read_json, write_json, write_npz
-from utils.misc import get_logger, progress_bar, seed_everything, use_cpu_bf16
+from utils.misc import dtype_name, get_logger, progress_bar, seed_everything, use_cpu_bf16
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
 
@@ -70,7 +70,7 @@ class ScoringSettings:
     def _precision_identity(self) -> dict:
         if self.precision is None:
             return {}
-        precision = {"precision": str(self.precision).removeprefix("torch.")}
+        precision = {"precision": dtype_name(self.precision)}
         if self.backend != "torch":
             precision["backend"] = self.backend
         return precision

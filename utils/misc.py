@@ -70,6 +70,11 @@ def get_logger(name: str = "hf2vad") -> logging.Logger:
     return logger
 
 
+def dtype_name(dtype: torch.dtype | None) -> str:
+    """'bfloat16', 'float16', ...; None (no autocast) is 'float32'."""
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
 @functools.cache
 def cpu_has_fast_bf16() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (x86 with AVX-512 or AMX, Arm with bf16).
