@@ -7,6 +7,12 @@ In each abnormal frame the located object is the one with the highest `--locator
 locator's scores.json (both files must hold the same objects: the same cubes). The table compares
 that object's `--key` with the highest `--key` of the normal frames' objects: a score that misses
 the located objects gives them values like the normal frames' maxima. Labelled videos only.
+
+With `--train-cubes` (a training cube folder, e.g. cache/ped2/cubes/training) a second table
+says what the rivals are: the normal frames whose maximum `--key` reaches the located objects'
+median, and how many of their top objects touch the image border or are wide (wider than
+`--wide` times the 90th percentile of training boxes whose bottom edge is at the same height:
+merged groups of people, as temporal-gradient boxes give them).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scoring.frame_scores import touches_border
 from utils.cli import run_cli
 from utils.io import read_json
 
@@ -58,6 +65,63 @@ def located_objects(doc: dict, locator: dict, key: str = "s_p", locator_key: str
     return rows
 
 
+def wide_boxes(boxes, train_boxes, factor: float = 1.5, bin_px: int = 20) -> np.ndarray:
+    """True for boxes [N, 4] (x1, y1, x2, y2) wider than `factor` times the 90th percentile width
+    of the training boxes whose bottom edge lies in the same `bin_px` band (nearer the camera,
+    people are larger); bands with fewer than 10 training boxes use all of them."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    train = np.asarray(train_boxes, dtype=np.float64).reshape(-1, 4)
+    train_band = (train[:, 3] // bin_px).astype(int)
+    overall = np.percentile(train[:, 2] - train[:, 0], 90)
+    out = np.zeros(len(boxes), dtype=bool)
+    for i, band in enumerate((boxes[:, 3] // bin_px).astype(int)):
+        widths = train[train_band == band, 2] - train[train_band == band, 0]
+        reference = np.percentile(widths, 90) if widths.size >= 10 else overall
+        out[i] = boxes[i, 2] - boxes[i, 0] > factor * reference
+    return out
+
+
+def rival_frames(
+    doc: dict,
+    locator: dict,
+    train_boxes,
+    key: str = "s_p",
+    locator_key: str = "s_r",
+    factor: float = 1.5,
+) -> list:
+    """One row per labelled video: how many normal frames have a maximum `key` at least the
+    median of the located objects, and of those frames' top objects how many touch the image
+    border (the scores' border margin) or are wide (`wide_boxes`)."""
+    margin = float(doc["train_stats"].get("groups", {}).get("margin", 1.0))
+    located = {r["video"]: r for r in located_objects(doc, locator, key, locator_key)}
+    rows = []
+    for video in doc["videos"]:
+        if video["labels"] is None or located[video["name"]]["located_median"] is None:
+            continue
+        threshold = located[video["name"]]["located_median"]
+        objects = video["objects"]
+        frames, values = np.asarray(objects["frame"]), np.asarray(objects[key])
+        boxes = np.asarray(objects["box"], dtype=np.float64).reshape(-1, 4)
+        tops = []
+        for f, (label, smoothed) in enumerate(zip(video["labels"], video["smoothed_score"])):
+            in_frame = np.flatnonzero(frames == f)
+            if not label and smoothed is not None and in_frame.size:
+                top = in_frame[np.argmax(values[in_frame])]
+                if values[top] >= threshold:
+                    tops.append(top)
+        top_boxes = boxes[tops]
+        rows.append(
+            {
+                "video": video["name"],
+                "threshold": threshold,
+                "rival_frames": len(tops),
+                "border": int(touches_border(top_boxes, doc["frame_size"], margin).sum()),
+                "wide": int(wide_boxes(top_boxes, train_boxes, factor).sum()),
+            }
+        )
+    return rows
+
+
 def _median(values: list) -> float | None:
     return float(np.median(values)) if values else None
 
@@ -74,10 +138,13 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--key", default="s_p", help="object score studied (s_r, s_p, s_a, score)")
     parser.add_argument("--locator-key", default="s_r", help="object score that locates anomalies")
-    args = parser.parse_args(argv)
-    rows = located_objects(
-        read_json(args.scores), read_json(args.locator), args.key, args.locator_key
+    parser.add_argument(
+        "--train-cubes", type=Path, help="training cube folder (boxes.npy): describe the rivals"
     )
+    parser.add_argument("--wide", type=float, default=1.5, help="wide: times the width p90")
+    args = parser.parse_args(argv)
+    doc, locator = read_json(args.scores), read_json(args.locator)
+    rows = located_objects(doc, locator, args.key, args.locator_key)
     print(
         f"median {args.key} per labelled video: of the object with the highest "
         f"{args.locator_key} ({args.locator}) in abnormal frames, of each frame's maximum and "
@@ -93,6 +160,28 @@ def main(argv=None) -> None:
             f"| {r['video']} | {r['abnormal_frames']} | {r['normal_frames']} | "
             f"{_fmt(r['located_median'])} | {_fmt(r['abnormal_max_median'])} | "
             f"{_fmt(r['normal_max_median'])} | {_fmt(r['normal_object_median'])} |"
+        )
+    if args.train_cubes is not None:
+        _print_rivals(doc, locator, args)
+
+
+def _print_rivals(doc: dict, locator: dict, args) -> None:
+    boxes_file = args.train_cubes / "boxes.npy"
+    if not boxes_file.is_file():
+        raise FileNotFoundError(f"{boxes_file}: no training boxes (run pre_process.run first)")
+    rows = rival_frames(
+        doc, locator, np.load(boxes_file), args.key, args.locator_key, args.wide
+    )
+    print(
+        f"\nnormal frames whose maximum {args.key} reaches the located objects' median, and "
+        f"their top objects: touching the border, wider than {args.wide}x the training p90"
+    )
+    print("| video | located median | such normal frames | at the border | wide |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['video']} | {r['threshold']:.2f} | {r['rival_frames']} | {r['border']} | "
+            f"{r['wide']} |"
         )
 
 
