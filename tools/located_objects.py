@@ -71,14 +71,14 @@ def wide_boxes(boxes, train_boxes, factor: float = 1.5, bin_px: int = 20) -> np.
     people are larger); bands with fewer than 10 training boxes use all of them."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     train = np.asarray(train_boxes, dtype=np.float64).reshape(-1, 4)
-    train_band = (train[:, 3] // bin_px).astype(int)
-    overall = np.percentile(train[:, 2] - train[:, 0], 90)
-    out = np.zeros(len(boxes), dtype=bool)
-    for i, band in enumerate((boxes[:, 3] // bin_px).astype(int)):
-        widths = train[train_band == band, 2] - train[train_band == band, 0]
-        reference = np.percentile(widths, 90) if widths.size >= 10 else overall
-        out[i] = boxes[i, 2] - boxes[i, 0] > factor * reference
-    return out
+    train_band, train_width = (train[:, 3] // bin_px).astype(int), train[:, 2] - train[:, 0]
+    band = (boxes[:, 3] // bin_px).astype(int)
+    reference = np.full(len(boxes), np.percentile(train_width, 90))
+    for b in np.unique(band):  # one percentile per band, not per box
+        widths = train_width[train_band == b]
+        if widths.size >= 10:
+            reference[band == b] = np.percentile(widths, 90)
+    return boxes[:, 2] - boxes[:, 0] > factor * reference
 
 
 def rival_frames(
