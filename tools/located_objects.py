@@ -41,10 +41,7 @@ def located_objects(doc: dict, locator: dict, key: str = "s_p", locator_key: str
         frames = np.asarray(objects["frame"])
         values, loc_values = np.asarray(objects[key]), np.asarray(loc_objects[locator_key])
         located, abnormal_max, normal_max, normal_all = [], [], [], []
-        for f, (label, smoothed) in enumerate(zip(video["labels"], video["smoothed_score"])):
-            in_frame = np.flatnonzero(frames == f)
-            if smoothed is None or not in_frame.size:
-                continue
+        for label, in_frame in _scored_frames(video, frames):
             if label:
                 located.append(values[in_frame[np.argmax(loc_values[in_frame])]])
                 abnormal_max.append(values[in_frame].max())
@@ -103,12 +100,10 @@ def rival_frames(
         frames, values = np.asarray(objects["frame"]), np.asarray(objects[key])
         boxes = np.asarray(objects["box"], dtype=np.float64).reshape(-1, 4)
         tops = []
-        for f, (label, smoothed) in enumerate(zip(video["labels"], video["smoothed_score"])):
-            in_frame = np.flatnonzero(frames == f)
-            if not label and smoothed is not None and in_frame.size:
-                top = in_frame[np.argmax(values[in_frame])]
-                if values[top] >= threshold:
-                    tops.append(top)
+        for label, in_frame in _scored_frames(video, frames):
+            top = in_frame[np.argmax(values[in_frame])]
+            if not label and values[top] >= threshold:
+                tops.append(top)
         top_boxes = boxes[tops]
         rows.append(
             {
@@ -120,6 +115,15 @@ def rival_frames(
             }
         )
     return rows
+
+
+def _scored_frames(video: dict, frames: np.ndarray):
+    """(label, object indices) of each frame of a labelled video that is scored (not dropped)
+    and holds objects; `frames` is the frame index of each object."""
+    for f, (label, smoothed) in enumerate(zip(video["labels"], video["smoothed_score"])):
+        in_frame = np.flatnonzero(frames == f)
+        if smoothed is not None and in_frame.size:
+            yield label, in_frame
 
 
 def _median(values: list) -> float | None:
@@ -169,9 +173,7 @@ def _print_rivals(doc: dict, locator: dict, args) -> None:
     boxes_file = args.train_cubes / "boxes.npy"
     if not boxes_file.is_file():
         raise FileNotFoundError(f"{boxes_file}: no training boxes (run pre_process.run first)")
-    rows = rival_frames(
-        doc, locator, np.load(boxes_file), args.key, args.locator_key, args.wide
-    )
+    rows = rival_frames(doc, locator, np.load(boxes_file), args.key, args.locator_key, args.wide)
     print(
         f"\nnormal frames whose maximum {args.key} reaches the located objects' median, and "
         f"their top objects: touching the border, wider than {args.wide}x the training p90"
