@@ -74,7 +74,7 @@ def _labels_in_order(source: LabelSource, videos, num_frames) -> list[np.ndarray
 
 def _frame_scores(protocol: FrameProtocol, table: ObjectTable, object_score, empty_score):
     return protocol.frame_scores(
-        object_score, table.video_idx, table.frame_idx, table.num_frames, empty_score
+        object_score, table.video_idx, table.frame_idx, table.num_frames, empty_score, table.boxes
     )
 
 
@@ -198,6 +198,7 @@ def scores_document(
             "window": protocol.window,
             "sigma": protocol.sigma,
         },
+        "tracks": {"window": protocol.tracks.window, "min_iou": protocol.tracks.min_iou},
         "border_stats": settings.border_margin is not None,
         "frame_size": list(table.frame_size),
         "train_stats": saved_stats(stats),
@@ -530,8 +531,11 @@ def evaluate_epochs(cfg) -> dict:
 def appearance_identity(config: dict) -> dict:
     """What an object's S_a depends on besides the cubes, from a resolved config (plain dict):
     the bank (training videos outside the validation split, k nearest), the crop feature and the
-    scoring precision. A config written before eval.appearance_hog existed scored pixels only."""
+    scoring precision. A config written before eval.appearance_hog existed scored pixels only;
+    one written before S_a existed has none (an empty identity)."""
     ev = config["eval"]
+    if "appearance_k" not in ev:
+        return {}
     return {
         "k": int(ev["appearance_k"]),
         "hog_weight": float(ev.get("appearance_hog", 0.0)),

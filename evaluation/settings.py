@@ -69,6 +69,8 @@ class EvalSettings:
             "smoothing": p.smoothing,
             "window": p.window,
             "sigma": p.sigma,
+            "track_window": p.tracks.window,
+            "track_iou": p.tracks.min_iou,
             "border_stats": self.border_margin is not None,
             "border_margin": self.config["eval"]["border_margin"],
         }

@@ -9,16 +9,19 @@ checkpoint that eval.py would use (`eval.checkpoint`) and the training statistic
 cubes exist).
 
 Scores follow eval.py exactly (docs/method.md §6): per object S_r and S_p, z-normalised with the
-training statistics and fused with eval.w_r / eval.w_p; a frame's raw score is the maximum over its
-objects (a frame without objects gets the score of a zero-error object); the first eval.drop_first
-frames are not scored; the rest is smoothed with eval.smoothing. The object scores equal eval.py's
-for the same frames (tests/test_detect.py checks it).
+training statistics and fused with eval.w_r / eval.w_p; with eval.track_window > 1 each object's
+fused score is smoothed along its track (scoring/tracks.py); a frame's raw score is the maximum over
+its objects (a frame without objects gets the score of a zero-error object); the first
+eval.drop_first frames are not scored; the rest is smoothed with eval.smoothing. The object scores
+equal eval.py's for the same frames (tests/test_detect.py checks it); objects.csv holds them
+before the track smoothing.
 
 Memory does not grow with the video's length except for a few numbers per frame: the stream holds
 6 frames and 5 flows (pre_process/stream.py), frames wait with their cubes until eval.batch_size
 cubes are pending (at most eval.batch_size frames or 256 MB of frames), and the annotated video is
-written with a delay of the smoothing radius (8 frames for a median of 17), which is when a
-frame's smoothed score is final, so the video shows the same smoothed score as scores.csv.
+written with a delay of the smoothing radius (8 frames for a median of 17, plus half the track
+window), which is when a frame's smoothed score is final, so the video shows the same smoothed
+score as scores.csv.
 
 Thresholds (optional): `--threshold X` on the smoothed score, or `--far F`: the smoothed score
 that a fraction F of the *training* frames exceeds, with the same scoring protocol, from the
@@ -54,8 +57,9 @@ from inference.stream_scoring import LiveSmoother, score_stream
 from inference.thresholds import Threshold, absolute_threshold, anomalous_intervals, far_threshold
 from inference.trained_run import DetectError, TrainedRun, load_trained_run
 from pre_process.stream import StreamFrame
-from scoring.frame_scores import smooth
+from scoring.frame_scores import FrameProtocol, smooth
 from scoring.statistics import STAT_KEYS
+from scoring.tracks import LiveTracks
 from utils.io import finite_or_none, read_json, write_json
 from utils.misc import get_logger, progress_bar
 from utils.threads import prefetched
@@ -181,6 +185,7 @@ def detect_video(
         stream = _tapped(stream, intermediate.add)  # on this thread, after the prefetch
     novelty = det.appearance_novelty if det.appearance is not None else None
     scored = score_stream(det.model, stream, det.device, cfg.eval.batch_size, max_pending, novelty)
+    tracks = LiveTracks(FrameProtocol.from_config(cfg).tracks)
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
     thr = threshold.value if threshold is not None else None
     colour_scale = thr if thr is not None and thr > 0 else 3.0 * sum(map(abs, det.weights))
@@ -202,6 +207,13 @@ def detect_video(
                     ann.write(frame, index, boxes, scores, raw, smoothed, thr)
                     live_smoothed.append(smoothed)
 
+            def tracked(ready):  # object scores final along their tracks -> frame scores
+                for index, scores, (frame, boxes) in ready:
+                    raw = float(scores.max()) if len(scores) else det.empty_score
+                    raw = float("nan") if index < cfg.eval.drop_first else raw
+                    raw_scores.append(raw)
+                    show(live.push(index, raw, (frame, boxes, scores, raw)))
+
             for item in scored:
                 if not (np.isfinite(item.s_r).all() and np.isfinite(item.s_p).all()):
                     raise DetectError(
@@ -209,13 +221,11 @@ def detect_video(
                         f"(S_r {list(item.s_r)}, S_p {list(item.s_p)})"
                     )
                 scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size, item.s_a)
-                raw = float(scores.max()) if len(scores) else det.empty_score
-                raw = float("nan") if item.index < cfg.eval.drop_first else raw
-                raw_scores.append(raw)
                 num_objects.append(len(scores))
                 objects.write(item.index, item.boxes, item.s_r, item.s_p, scores, item.s_a)
-                show(live.push(item.index, raw, (item.frame, item.boxes, scores, raw)))
+                tracked(tracks.push(item.index, item.boxes, scores, (item.frame, item.boxes)))
                 bar.update(1)
+            tracked(tracks.finish())
             show(live.finish())
         if intermediate is not None:
             intermediate.close()

@@ -11,14 +11,14 @@ always sees runs of consecutive frames, as in training, never a sparse sequence 
 be too large. A dropped stream is reopened with growing pauses (`reconnect_delays`); the gap is
 recorded. A file being written (`--live`) is read to its current end, then polled for new frames.
 
-Each segment is scored as a video of its own (boxes -> flow -> cubes -> model, as detect does):
-its first eval.drop_first frames are not scored, and the median filter runs within the segment,
-so a frame's smoothed score is final `window // 2` frames later. Outputs (`LiveOutputs`): one JSON
-line per frame as soon as its smoothed score is final (capture time, raw and smoothed score,
-decision, latency = seconds from capture to this line), an `interval` line when an anomalous
-stretch closes, `skipped` and `gap` lines, optional rolling MP4 segments of the annotated video,
-and live_summary.json at the end. Ctrl-C or SIGTERM stops the reader, scores what was read,
-closes every interval and file, and writes the summary.
+Each segment is scored as a video of its own (boxes -> flow -> cubes -> model, as detect does): its
+first eval.drop_first frames are not scored, and the track and median filters run within the
+segment, so a frame's smoothed score is final `track_window // 2 + window // 2` frames later.
+Outputs (`LiveOutputs`): one JSON line per frame as soon as its smoothed score is final (capture
+time, raw and smoothed score, decision, latency = seconds from capture to this line), an `interval`
+line when an anomalous stretch closes, `skipped` and `gap` lines, optional rolling MP4 segments of
+the annotated video, and live_summary.json at the end. Ctrl-C or SIGTERM stops the reader, scores
+what was read, closes every interval and file, and writes the summary.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from inference.detect import threshold_for
 from inference.outputs import VideoAnnotator
 from inference.stream_scoring import LiveSmoother, score_stream
 from inference.trained_run import DetectError, TrainedRun, load_trained_run
+from scoring.frame_scores import FrameProtocol
+from scoring.tracks import LiveTracks
 from utils.io import write_json
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds between attempts; the last one repeats
@@ -369,20 +371,26 @@ def _score_segment(
 
     stream = det.stream(images())
     novelty = det.appearance_novelty if det.appearance is not None else None
+    tracks = LiveTracks(FrameProtocol.from_config(cfg).tracks)
     live = LiveSmoother(cfg.eval.smoothing, cfg.eval.window, cfg.eval.sigma)
 
     def release(ready) -> None:
         for index, smoothed, (raw, boxes, scores) in ready:
             outputs.frame(captured.pop(index), raw, smoothed, boxes, scores, backlog())
 
+    def tracked(ready) -> None:  # object scores final along their tracks -> frame scores
+        for index, scores, boxes in ready:
+            raw = float(scores.max()) if len(scores) else det.empty_score
+            raw = float("nan") if index < cfg.eval.drop_first else raw
+            release(live.push(index, raw, (raw, boxes, scores)))
+
     # one frame per model batch: a live stream wants its score now, not after a full batch
     for item in score_stream(det.model, stream, det.device, cfg.eval.batch_size, 1, novelty):
         scores = det.fuse(
             item.s_r, item.s_p, item.boxes, captured[item.index].frame.shape[:2], item.s_a
         )
-        raw = float(scores.max()) if len(scores) else det.empty_score
-        raw = float("nan") if item.index < cfg.eval.drop_first else raw
-        release(live.push(item.index, raw, (raw, item.boxes, scores)))
+        tracked(tracks.push(item.index, item.boxes, scores, item.boxes))
+    tracked(tracks.finish())
     release(live.finish())
 
 

@@ -79,6 +79,7 @@ def training_frame_scores(det: TrainedRun, objects: dict[str, np.ndarray]) -> np
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],
         det.empty_score,
+        objects["boxes"],
     )
     scores = np.concatenate(smoothed)
     return scores[np.isfinite(scores)]

@@ -22,6 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 from sklearn.metrics import roc_auc_score
 
+from scoring.tracks import TrackSmoothing
+
 SMOOTHING_MODES = ("medfilt", "median", "gaussian", "none")
 
 
@@ -285,19 +287,22 @@ def video_frame_scores(
 
 @dataclass(frozen=True)
 class FrameProtocol:
-    """From object scores to smoothed frame scores (docs/method.md §6): the maximum over a
-    frame's objects, the first `drop_first` frames dropped, then `smoothing` over `window`
-    frames (or a Gaussian of `sigma`)."""
+    """From object scores to smoothed frame scores (docs/method.md §6): optionally each object's
+    score smoothed along its track (`tracks`, scoring/tracks.py; off in the paper's protocol),
+    the maximum over a frame's objects, the first `drop_first` frames dropped, then `smoothing`
+    over `window` frames (or a Gaussian of `sigma`)."""
 
     drop_first: int = 4
     smoothing: str = "medfilt"
     window: int = 17
     sigma: float = 3.0
+    tracks: TrackSmoothing = TrackSmoothing()
 
     @classmethod
     def from_config(cls, cfg) -> FrameProtocol:
         e = cfg.eval
-        return cls(int(e.drop_first), str(e.smoothing), int(e.window), float(e.sigma))
+        tracks = TrackSmoothing(int(e.track_window), float(e.track_iou))
+        return cls(int(e.drop_first), str(e.smoothing), int(e.window), float(e.sigma), tracks)
 
     def frame_scores(
         self,
@@ -306,10 +311,12 @@ class FrameProtocol:
         frame_idx: np.ndarray,
         num_frames: Sequence[int],
         empty_score: float,
+        boxes: np.ndarray | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """video_frame_scores with this protocol's settings."""
+        """video_frame_scores with this protocol's settings, of the object scores smoothed along
+        their tracks first when `tracks` is on (it needs the objects' `boxes`)."""
         return video_frame_scores(
-            object_scores,
+            self.tracks.apply(object_scores, video_idx, frame_idx, boxes),
             video_idx,
             frame_idx,
             num_frames,

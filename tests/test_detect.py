@@ -6,6 +6,7 @@ ML-MemAE-SC (model.type memae, flow reconstruction only) trained for 3 epochs on
 synthetic dataset's normal videos (about a minute on one CPU core), for the detection tests.
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -29,8 +30,9 @@ from pre_process import run_preprocess
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
-from scoring.frame_scores import smooth, video_frame_scores
+from scoring.frame_scores import FrameProtocol, smooth, video_frame_scores
 from scoring.statistics import collect_object_scores
+from scoring.tracks import TrackSmoothing
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,6 +228,40 @@ def test_synthetic_anomaly_is_found(synthetic_run, tmp_path):
     assert len((out / "scores.csv").read_text().splitlines()) == 1 + len(labels)
     assert len(read_video_file(out / "annotated.mp4")) == len(labels)
     assert not (out / "intermediate").exists()  # nothing intermediate unless asked
+
+
+def test_track_smoothing_in_the_stream_equals_eval_protocol(synthetic_run, tmp_path):
+    """With eval.track_window on, detect's frame scores equal FrameProtocol over its objects."""
+    run, data = synthetic_run
+    det = load_trained_run(run, overrides=["eval.track_window=5"], device="cpu")
+    video = open_input(data / "testing" / "frames" / "01")
+    doc = detect_video(det, video, tmp_path / "out", progress=False)
+    objects = np.genfromtxt(tmp_path / "out" / "objects.csv", delimiter=",", names=True)
+    frames = objects["frame"].astype(np.int64)
+    boxes = np.stack([objects[k] for k in ("x1", "y1", "x2", "y2")], axis=1)
+    protocol = FrameProtocol.from_config(det.cfg)
+    assert protocol.tracks.window == 5
+    raw, smoothed = protocol.frame_scores(
+        objects["score"],
+        np.zeros(len(frames), np.int64),
+        frames,
+        [video.num_frames],
+        det.empty_score,
+        boxes,
+    )
+    untracked, _ = dataclasses.replace(protocol, tracks=TrackSmoothing()).frame_scores(
+        objects["score"],
+        np.zeros(len(frames), np.int64),
+        frames,
+        [video.num_frames],
+        det.empty_score,
+    )
+    as_array = lambda values: np.array([np.nan if v is None else v for v in values])  # noqa: E731
+    # objects.csv keeps 6 significant digits
+    np.testing.assert_allclose(as_array(doc["frames"]["raw_score"]), raw[0], rtol=1e-5)
+    np.testing.assert_allclose(as_array(doc["frames"]["smoothed_score"]), smoothed[0], rtol=1e-5)
+    scored = np.isfinite(raw[0])
+    assert not np.allclose(raw[0][scored], untracked[0][scored])  # the tracks changed something
 
 
 def test_video_without_motion_scores_low_and_finite(synthetic_run, tmp_path):

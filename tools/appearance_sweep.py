@@ -138,7 +138,9 @@ def appearance_auroc(
         border = touches_border(test.boxes, test.frame_size, border_margin)
     obj = fuse_scores(zero, zero, stats, 0.0, 0.0, border=border, s_a=s_a, w_a=1.0)
     empty = empty_frame_score(stats, 0.0, 0.0, grouped=border is not None, w_a=1.0)
-    _, smoothed = protocol.frame_scores(obj, test.video_idx, test.frame_idx, test.num_frames, empty)
+    _, smoothed = protocol.frame_scores(
+        obj, test.video_idx, test.frame_idx, test.num_frames, empty, test.boxes
+    )
     keep = [lab is not None for lab in test.labels]
     summary = auroc_summary(
         [s for s, k in zip(smoothed, keep) if k], [lab for lab, k in zip(test.labels, keep) if k]

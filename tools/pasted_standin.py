@@ -231,6 +231,7 @@ def score_standin(
             frame_idx,
             [len(lab) for lab in labels],
             empty,
+            boxes,
         )
         result["scores"][name] = {
             "w_r": w_r,

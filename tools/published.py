@@ -47,7 +47,7 @@ def _fast_epochs() -> int:
 def recipe(folder: Path) -> str:
     """`validated` (validation split and early stopping), `fast` (the same with the stage 2
     of cfgs/ped2_cpu_fast.yaml, at most its epochs) or `first` (the first CPU schedule), read
-    from the published config; plus the smoothing."""
+    from the published config; plus the smoothing (and the track window, when on)."""
     path = folder / "config.yaml"
     if not path.is_file():
         return ""
@@ -56,7 +56,8 @@ def recipe(folder: Path) -> str:
     if cfg["train"].get("val_videos"):
         epochs = (cfg.get("stage2") or {}).get("num_epochs", _fast_epochs() + 1)
         name = "fast" if epochs <= _fast_epochs() else "validated"
-    return f"{name}, {cfg['eval']['smoothing']}"
+    tracks = int(cfg["eval"].get("track_window", 1))
+    return f"{name}, {cfg['eval']['smoothing']}" + (f", tracks {tracks}" if tracks > 1 else "")
 
 
 def published_score(folder: Path, score: str | None = None) -> dict | None:

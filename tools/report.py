@@ -255,6 +255,7 @@ def build_report(
         f"S_r {stats['mean_r']:.4g} ± {stats['std_r']:.4g}, "
         f"S_p {stats['mean_p']:.4g} ± {stats['std_p']:.4g}",
         f"- protocol: first {metrics['protocol']['drop_first']} frames dropped, "
+        f"{_track_note(metrics['protocol'])}"
         f"{metrics['protocol']['smoothing']} filter {metrics['protocol']['window']}; "
         f"{metrics['num_videos']} test videos scored, {metrics['num_objects']} objects",
     ]
@@ -272,6 +273,15 @@ def build_report(
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _track_note(protocol: dict) -> str:
+    window = int(protocol.get("track_window", 1))
+    if window <= 1:
+        return ""
+    return f"object scores median-smoothed over {window} frames along tracks (IoU >= " + (
+        f"{protocol['track_iou']:g}), "
+    )
 
 
 def standin_rows(doc: dict) -> list[str]:
