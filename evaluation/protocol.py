@@ -73,9 +73,12 @@ def _labels_in_order(source: LabelSource, videos, num_frames) -> list[np.ndarray
 
 
 def _frame_scores(protocol: FrameProtocol, table: ObjectTable, object_score, empty_score):
-    return protocol.frame_scores(
-        object_score, table.video_idx, table.frame_idx, table.num_frames, empty_score, table.boxes
+    """(object scores along tracks, raw frame scores, smoothed frame scores)."""
+    tracked = protocol.tracks.apply(object_score, table.video_idx, table.frame_idx, table.boxes)
+    raw, smoothed = protocol.frame_scores_of_tracked(
+        tracked, table.video_idx, table.frame_idx, table.num_frames, empty_score
     )
+    return tracked, raw, smoothed
 
 
 def score_table(
@@ -100,12 +103,13 @@ def score_table(
             table.s_r, table.s_p, stats, w_r, w_p, border=border, s_a=table.s_a, w_a=w_a
         )
         empty = empty_frame_score(stats, w_r, w_p, grouped=border is not None, w_a=w_a)
-        raw, smoothed = _frame_scores(protocol, table, obj, empty)
+        tracked, raw, smoothed = _frame_scores(protocol, table, obj, empty)
         results[name] = {
             "w_r": w_r,
             "w_p": w_p,
             **({"w_a": w_a} if w_a else {}),
             "object": obj,
+            "tracked": tracked,
             "raw": raw,
             "smoothed": smoothed,
             "summary": auroc_summary(smoothed, labels),
@@ -150,7 +154,7 @@ def _baseline(flows_path: Path, protocol: FrameProtocol, table: ObjectTable, lab
     if len(flows) != len(table.s_r):
         raise ValueError(f"test cubes changed since scoring: {len(flows)} != {len(table.s_r)}")
     obj = flow_magnitude_object_scores(flows)
-    raw, smoothed = _frame_scores(protocol, table, obj, 0.0)  # no objects: no motion
+    _, raw, smoothed = _frame_scores(protocol, table, obj, 0.0)  # no objects: no motion
     return {
         "object": obj,
         "raw": raw,
@@ -182,7 +186,10 @@ def scores_document(
                     "s_r": [float(x) for x in table.s_r[idx]],
                     "s_p": [float(x) for x in table.s_p[idx]],
                     **({} if table.s_a is None else {"s_a": [float(x) for x in table.s_a[idx]]}),
-                    "score": [float(x) for x in main["object"][idx]],
+                    # the value each object brings to its frame's maximum; "fused": before the
+                    # track smoothing (the same when eval.track_window is 1)
+                    "score": [float(x) for x in main["tracked"][idx]],
+                    "fused": [float(x) for x in main["object"][idx]],
                 },
             }
         )

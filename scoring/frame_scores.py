@@ -315,8 +315,20 @@ class FrameProtocol:
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """video_frame_scores with this protocol's settings, of the object scores smoothed along
         their tracks first when `tracks` is on (it needs the objects' `boxes`)."""
+        tracked = self.tracks.apply(object_scores, video_idx, frame_idx, boxes)
+        return self.frame_scores_of_tracked(tracked, video_idx, frame_idx, num_frames, empty_score)
+
+    def frame_scores_of_tracked(
+        self,
+        tracked_scores: np.ndarray,
+        video_idx: np.ndarray,
+        frame_idx: np.ndarray,
+        num_frames: Sequence[int],
+        empty_score: float,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """frame_scores of object scores already smoothed along their tracks (`tracks.apply`)."""
         return video_frame_scores(
-            self.tracks.apply(object_scores, video_idx, frame_idx, boxes),
+            tracked_scores,
             video_idx,
             frame_idx,
             num_frames,

@@ -12,6 +12,7 @@ from scoring.tracks import (
     link_tracks,
     track_medians,
 )
+from tools.track_sweep import saved_objects, sweep
 
 
 def box(x, y, w=10.0, h=20.0):
@@ -125,3 +126,43 @@ def test_frame_protocol_smooths_along_tracks_before_the_maximum():
     assert raw_paper[0][10] == 5.0 and raw_tracked[0][10] == 0.0
     with pytest.raises(ValueError, match="boxes"):
         tracked.frame_scores(scores, video, frames, [num], 0.0)
+
+
+def scores_doc(fused, boxes, frames, labels, window=1):
+    """A minimal scores.json document of one video (no border groups, S_p only)."""
+    return {
+        "w_r": 0.0,
+        "w_p": 1.0,
+        "drop_first": 0,
+        "smoothing": {"smoothing": "none", "window": 17, "sigma": 3.0},
+        "tracks": {"window": window, "min_iou": 0.3},
+        "border_stats": False,
+        "train_stats": {"mean_r": 0.0, "std_r": 1.0, "mean_p": 0.0, "std_p": 1.0},
+        "videos": [
+            {
+                "name": "01",
+                "num_frames": len(labels),
+                "labels": labels,
+                "objects": {"frame": frames, "box": boxes, "score": fused, "fused": fused},
+            }
+        ],
+    }
+
+
+def test_track_sweep_rescores_saved_objects():
+    # a walker with one spike in a normal frame, an anomaly lasting frames 20-29
+    num = 30
+    frames = [f for f in range(num) for _ in (0, 1)]
+    boxes = [box(50 + f, 0) if k == 0 else box(200 - f, 0) for f in range(num) for k in (0, 1)]
+    fused = [0.0] * (2 * num)
+    fused[2 * 5] = 9.0
+    for f in range(20, num):
+        fused[2 * f + 1] = 5.0
+    labels = [int(f >= 20) for f in range(num)]
+    doc = scores_doc(fused, boxes, frames, labels)
+    table = sweep(doc, windows=[1, 5], ious=[0.3])
+    assert table["1/0.3"] < 100.0 and table["5/0.3"] == 100.0  # the spike no longer outranks
+    doc_tracked = scores_doc(fused, boxes, frames, labels, window=5)
+    del doc_tracked["videos"][0]["objects"]["fused"]
+    with pytest.raises(ValueError, match="fused"):
+        saved_objects(doc_tracked)
