@@ -149,7 +149,8 @@ def saved_stats(stats: dict) -> dict:
 
 
 def _baseline(flows_path: Path, protocol: FrameProtocol, table: ObjectTable, labels) -> dict:
-    """Flow-magnitude-only score on the same cubes: mean |last flow| per object, max per frame."""
+    """Flow-magnitude-only score on the same cubes and protocol: mean |last flow| per object,
+    smoothed along tracks when the protocol does, max per frame."""
     flows = np.load(flows_path, mmap_mode="r")
     if len(flows) != len(table.s_r):
         raise ValueError(f"test cubes changed since scoring: {len(flows)} != {len(table.s_r)}")
@@ -397,7 +398,7 @@ def write_plots(
         )
     if model is None or len(table.s_r) == 0:
         return
-    order = np.argsort(main["object"], kind="stable")
+    order = np.argsort(main["object"], kind="stable")  # fused scores, before track smoothing
     k = min(settings.num_grid_objects, len(order))
     for which, indices in (("highest", order[::-1][:k]), ("lowest", order[:k])):
         rows = _grid_rows(model, dataset, table, main["object"], indices, device)

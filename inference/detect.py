@@ -285,6 +285,7 @@ def _write_results(
             **({"w_a": w_a} if w_a else {}),
             "drop_first": cfg.eval.drop_first,
             "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
+            "tracks": {"window": cfg.eval.track_window, "min_iou": cfg.eval.track_iou},
             "empty_frame_score": det.empty_score,
         },
         "train_stats": {k: det.stats[k] for k in STAT_KEYS + ("mean_a", "std_a") if k in det.stats},

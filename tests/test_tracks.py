@@ -99,7 +99,7 @@ def test_live_tracks_equal_the_whole_video_smoothing(seed, window):
     live = LiveTracks(smoothing)
     released = []
     for index in range(40):
-        mine = np.flatnonzero(frames == index)  # objects of a frame in any order
+        mine = np.random.default_rng(index).permutation(np.flatnonzero(frames == index))
         ready = live.push(index, boxes[mine], scores[mine], payload=mine)
         assert all(i <= index - window // 2 for i, _, _ in ready)  # never later than needed
         released += ready
