@@ -2,6 +2,7 @@
 evaluation, re-scoring and detect."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,7 +13,7 @@ from data_paths import PED2
 from datasets import CubeSource
 from datasets.frames import open_video
 from engine.stages import train_stage1
-from evaluation.protocol import evaluate, rescore
+from evaluation.protocol import appearance_identity, evaluate, rescore
 from inference.detect import detect_with
 from inference.trained_run import load_trained_run
 from pre_process import run_preprocess
@@ -254,3 +255,12 @@ def test_standin_rescore_takes_only_scores_of_the_same_scoring(tmp_path):
     settings.appearance_hog, det.ckpt = 0.5, {"epoch": 4}  # another checkpoint
     with pytest.raises(ValueError, match="another checkpoint"):
         saved_scores_ready(tmp_path, det)
+
+
+def test_appearance_identity_of_a_config_saved_before_s_a():
+    """A result scored before S_a existed has no S_a identity (--rescore then computes S_a as
+    the config asks) instead of failing on the missing key."""
+    cfg = load_config(Path("cfgs/ped2_cpu.yaml")).to_dict()
+    assert appearance_identity(cfg)["hog_weight"] == 0.5
+    old = dict(cfg, eval={k: v for k, v in cfg["eval"].items() if not k.startswith("appearance")})
+    assert appearance_identity(old) == {}
