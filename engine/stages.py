@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -11,8 +15,18 @@ from datasets import CubeSource, WithFlowRecon
 from engine.checkpoint import load_checkpoint, restore_model
 from engine.distributed import setup_distributed
 from engine.run_dir import RunLayout
-from engine.trainer import FitSettings, Stage, StageSchedule, autocast, finished, fit, to_device
+from engine.trainer import (
+    FitSettings,
+    Stage,
+    StageSchedule,
+    autocast,
+    autocast_dtype,
+    finished,
+    fit,
+    to_device,
+)
 from models import build_loss, build_memae, build_model, memae_loss, model_type
+from utils.io import write_npz
 from utils.misc import seed_everything
 from utils.plots import tensorboard_grid
 
@@ -111,6 +125,37 @@ def frozen_reconstructions(memae, dataset, device, settings: FitSettings, batch_
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
+def reconstruction_key(memae, dataset, device, settings: FitSettings) -> str:
+    """What the frozen reconstructions of `dataset` depend on, hashed: the ML-MemAE-SC's weights,
+    the cubes (their folder's manifest and the rows used) and the precision they are made in."""
+    digest = hashlib.sha256(str(autocast_dtype(device, settings)).encode())
+    for name, tensor in sorted(memae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps(dataset.manifest, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(dataset.rows).tobytes())
+    return digest.hexdigest()
+
+
+def cached_reconstructions(
+    memae, dataset, device, settings: FitSettings, path: Path, write: bool
+) -> torch.Tensor:
+    """`frozen_reconstructions`, kept in `path` (.npz) so that a resumed stage 2 reads them back
+    instead of recomputing them (minutes on a CPU); recomputed when the key differs. Only the
+    process that `write`s saves them."""
+    key = reconstruction_key(memae, dataset, device, settings)
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["key"]) == key:
+                return torch.from_numpy(saved["recon"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # missing or damaged: computed again
+    recon = frozen_reconstructions(memae, dataset, device, settings)
+    if write:
+        write_npz(path, recon=recon.numpy(), key=np.array(key))
+    return recon
+
+
 def prediction_error(module, batch) -> torch.Tensor:
     """Per-cube mean squared error of the predicted target frame (test mode) [B]."""
     out = module(batch["frames"], batch["flows"], batch.get("flow_recon"))
@@ -156,15 +201,17 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     dataset, val_dataset = CubeSource.from_config(cfg).train_val(schedule.max_cubes)
     out_dir = RunLayout.from_config(cfg).stage_dir(stage)
     skip = resume and finished(out_dir, schedule.num_epochs)  # fit() says so
+    recon_paths = [out_dir / "frozen_recon_train.npz", out_dir / "frozen_recon_val.npz"]
     if stage == 2 and model.memae is not None and not skip:
         memae = model.memae.to(ctx.device)
-        dataset = WithFlowRecon(
-            dataset, frozen_reconstructions(memae, dataset, ctx.device, settings)
-        )
+
+        def with_recon(data, path: Path) -> WithFlowRecon:
+            recon = cached_reconstructions(memae, data, ctx.device, settings, path, ctx.is_main)
+            return WithFlowRecon(data, recon)
+
+        dataset = with_recon(dataset, recon_paths[0])
         if val_dataset is not None:
-            val_dataset = WithFlowRecon(
-                val_dataset, frozen_reconstructions(memae, val_dataset, ctx.device, settings)
-            )
+            val_dataset = with_recon(val_dataset, recon_paths[1])
     val_fn = prediction_error
     if stage == 3:
         val_fn = joint_error(cfg.loss.lambda_recon, cfg.loss.lambda_frame)
@@ -186,4 +233,8 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         val_fn,
         init_note,
     )
-    return fit(run, settings, ctx, resume=resume)
+    summary = fit(run, settings, ctx, resume=resume)
+    if ctx.is_main:  # the stage is done: its cached reconstructions are not needed again
+        for path in recon_paths:
+            path.unlink(missing_ok=True)
+    return summary

@@ -91,6 +91,78 @@ def test_precomputed_reconstructions_equal_the_frozen_forward(tiny_cfg):
     torch.testing.assert_close(given["frame_pred"], direct["frame_pred"], atol=1e-5, rtol=1e-4)
 
 
+def test_resumed_stage2_reads_its_reconstructions_back(tiny_cfg, tmp_path, monkeypatch):
+    from engine import stages
+
+    cfg = tiny_cfg("train.val_videos=[t2]", "stage1.num_epochs=1", "stage2.num_epochs=1")
+    train_stage1(cfg)
+    computed, trained_on = [], []
+    real_reconstructions, real_fit = stages.frozen_reconstructions, stages.fit
+
+    def counted(*args, **kwargs):
+        computed.append(1)
+        return real_reconstructions(*args, **kwargs)
+
+    def interrupted(run, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    def recorded(run, *args, **kwargs):
+        trained_on.append((run.dataset.recon, run.val_dataset.recon))
+        return real_fit(run, *args, **kwargs)
+
+    monkeypatch.setattr(stages, "frozen_reconstructions", counted)
+    monkeypatch.setattr(stages, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(cfg, 2)
+    assert len(computed) == 2  # training and validation cubes
+    saved = sorted(p.name for p in (tmp_path / "run" / "stage2").glob("frozen_recon_*.npz"))
+    assert saved == ["frozen_recon_train.npz", "frozen_recon_val.npz"]
+
+    monkeypatch.setattr(stages, "fit", recorded)
+    train_stage(cfg, 2, resume=True)
+    assert len(computed) == 2  # read back, not computed again
+    model = build_model(cfg.model)
+    model.memae.load_state_dict(load_checkpoint(tmp_path / "run" / "stage1" / "best.pth")["model"])
+    train, val = CubeSource.from_config(cfg).train_val()
+    settings = FitSettings.from_config(cfg)
+    for recon, data in zip(trained_on[0], (train, val)):
+        expected = real_reconstructions(model.memae, data, torch.device("cpu"), settings)
+        torch.testing.assert_close(recon, expected)
+    assert not list((tmp_path / "run" / "stage2").glob("frozen_recon_*"))  # removed when done
+
+
+def test_reconstruction_key_follows_the_weights_and_the_cubes(tiny_cfg):
+    from engine.stages import reconstruction_key
+
+    cfg = tiny_cfg("train.val_videos=[t2]")
+    torch.manual_seed(0)
+    memae = build_model(cfg.model).memae
+    train, val = CubeSource.from_config(cfg).train_val()
+    settings, cpu = FitSettings.from_config(cfg), torch.device("cpu")
+    key = reconstruction_key(memae, train, cpu, settings)
+    assert key == reconstruction_key(copy.deepcopy(memae), train, cpu, settings)
+    assert key != reconstruction_key(memae, val, cpu, settings)
+    with torch.no_grad():
+        next(memae.parameters()).add_(1e-3)
+    assert key != reconstruction_key(memae, train, cpu, settings)
+
+
+def test_damaged_reconstruction_file_is_computed_again(tiny_cfg, tmp_path):
+    from engine.stages import cached_reconstructions
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    memae = build_model(cfg.model).memae.eval()
+    train, _ = CubeSource.from_config(cfg).train_val()
+    settings, cpu = FitSettings.from_config(cfg), torch.device("cpu")
+    path = tmp_path / "recon.npz"
+    path.write_bytes(b"not a zip file")
+    recon = cached_reconstructions(memae, train, cpu, settings, path, write=True)
+    torch.testing.assert_close(recon, frozen_reconstructions(memae, train, cpu, settings))
+    again = cached_reconstructions(memae, train, cpu, settings, path, write=False)
+    torch.testing.assert_close(again, recon)
+
+
 def test_medfilt_smoothing_is_scipys_zero_padded_filter():
     scores = np.random.default_rng(0).normal(size=60)
     scores[:4] = np.nan
