@@ -17,6 +17,7 @@ Rules (bad input fails with a message naming the file):
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterator
@@ -60,16 +61,24 @@ class Video:
             yield self._checked(_read_image(path), path)
 
     def signature(self) -> dict:
-        """What identifies this clip's input data: used to decide whether caches are current."""
-        files = self.frame_paths or (self.source,)
-        stats = [p.stat() for p in files]
+        """What identifies this clip's input data, used to decide whether caches are current: its
+        extent and the bytes of the files it reads (sizes and a SHA-256), not their paths or
+        times, so a dataset that is copied or moved keeps its caches."""
+        files = self.frame_paths[self.start : self.start + self.num_frames] or (self.source,)
+        digest = hashlib.sha256()
+        total = 0
+        for path in files:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+                    total += len(chunk)
+            digest.update(b"\0")  # a file boundary
         return {
-            "source": str(self.source),
             "start": self.start,
             "num_frames": self.num_frames,
             "frame_size": list(self.frame_size),
-            "bytes": int(sum(s.st_size for s in stats)),
-            "mtime_ns": int(max(s.st_mtime_ns for s in stats)),
+            "bytes": total,
+            "sha256": digest.hexdigest(),
         }
 
     def _file_frames(self) -> Iterator[np.ndarray]:

@@ -10,10 +10,10 @@ Cache layout under `data.cache_dir`:
 - `cubes/<split>/`               the cube arrays and `manifest.json` (see pre_process/cubes.py);
 - `config.yaml`                  the resolved config of the last run;
 - `preprocess_summary.json`      frames, boxes, cubes and seconds per step and split.
-A fingerprint holds the step's settings and its inputs (frame count, size, bytes and newest
-modification time of the frames; for cubes, the fingerprints of the boxes and flows). A step whose
-fingerprint is unchanged is skipped, so an interrupted run resumes where it stopped (every file is
-written atomically).
+A fingerprint holds the step's settings and its inputs (frame count, size, and the byte count and
+SHA-256 of the files read, not their paths or times, so a copied or moved dataset keeps its caches;
+for cubes, the fingerprints of the boxes and flows). A step whose fingerprint is unchanged is
+skipped, so an interrupted run resumes where it stopped (every file is written atomically).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Pre-processing: crop geometry, flow convention, boxes, cube alignment, caching, real data."""
 
 import copy
+import os
 import shutil
 from pathlib import Path
 
@@ -426,6 +427,24 @@ def test_run_preprocess_synthetic_caches_and_resumes(tmp_path):
     cfg = replaced(cfg, {"preprocess.cubes.chunk_size": 7})
     with pytest.raises(ValueError, match=r"flows/training/02\.npy has shape \(3, 48, 64, 2\)"):
         run_preprocess(cfg, splits=["training"])
+
+
+def test_copied_data_keeps_its_caches_and_changed_frames_do_not(tmp_path):
+    cfg = tiny_synthetic(tmp_path)
+    run_preprocess(cfg)
+    # a copy of the data elsewhere, with new file times, is the same data: nothing is recomputed
+    shutil.copytree(tmp_path / "data", tmp_path / "copy", copy_function=shutil.copy)
+    frame = sorted((tmp_path / "copy").rglob("training/frames/02/*.*"))[0]
+    os.utime(frame, ns=(1, 1))
+    copied = replaced(cfg, {"data.root": str(tmp_path / "copy")})
+    moved = run_preprocess(copied)
+    for split in ("training", "testing"):
+        assert moved["splits"][split]["computed"] == {"boxes": 0, "flows": 0, "cubes": False}
+    assert len(CubeSource.from_config(copied).open("testing")) > 0  # the cubes stay usable
+    image = cv2.imread(str(frame))
+    cv2.imwrite(str(frame), 255 - image)  # new content under the same name: recomputed
+    changed = run_preprocess(copied, splits=["training"])["splits"]["training"]
+    assert changed["computed"] == {"boxes": 1, "flows": 1, "cubes": True}
 
 
 def test_synthetic_data_is_deterministic_with_labels(tmp_path):
