@@ -44,8 +44,9 @@ def _split_objects(objects: dict, keep: np.ndarray) -> dict:
     rows = keep[objects["video_idx"]]
     renumber = np.cumsum(keep) - 1
     out = {k: objects[k][rows] for k in ("s_r", "s_p", "frame_idx", "boxes")}
-    if objects.get("s_a") is not None:
-        out["s_a"] = objects["s_a"][rows]
+    for key in ("s_a", "s_kl"):
+        if objects.get(key) is not None:
+            out[key] = objects[key][rows]
     out["video_idx"] = renumber[objects["video_idx"][rows]]
     out["num_frames"] = objects["num_frames"][keep]
     out["frame_size"] = objects["frame_size"]

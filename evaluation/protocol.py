@@ -19,6 +19,7 @@ from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
 from evaluation.settings import EvalSettings
 from inference.trained_run import TrainedRun, trained_run_from_config
+from models import model_type
 from scoring.appearance import AppearanceBank, build_appearance, grey_crops
 from scoring.frame_scores import (
     FrameProtocol,
@@ -31,6 +32,7 @@ from scoring.frame_scores import (
     touches_border,
 )
 from scoring.statistics import (
+    SAVED_STAT_KEYS,
     STAT_KEYS,
     ScoringSettings,
     collect_object_scores,
@@ -65,6 +67,7 @@ class ObjectTable:
     num_frames: list[int]
     frame_size: tuple[int, int]  # (height, width) of the test frames
     s_a: np.ndarray | None = None  # appearance novelty, with eval.w_a > 0
+    s_kl: np.ndarray | None = None  # latent divergence, for a model with a frame predictor
 
 
 def _labels_in_order(source: LabelSource, videos, num_frames) -> list[np.ndarray | None]:
@@ -98,16 +101,17 @@ def score_table(
     if border_margin is not None:
         check_border_groups(stats, border_margin)
         border = touches_border(table.boxes, table.frame_size, border_margin)
-    for name, (w_r, w_p, w_a) in weights.items():
-        obj = fuse_scores(
-            table.s_r, table.s_p, stats, w_r, w_p, border=border, s_a=table.s_a, w_a=w_a
-        )
-        empty = empty_frame_score(stats, w_r, w_p, grouped=border is not None, w_a=w_a)
+    for name, (w_r, w_p, w_a, w_kl) in weights.items():
+        optional = dict(s_a=table.s_a, w_a=w_a, s_kl=table.s_kl, w_kl=w_kl)
+        obj = fuse_scores(table.s_r, table.s_p, stats, w_r, w_p, border=border, **optional)
+        grouped = border is not None
+        empty = empty_frame_score(stats, w_r, w_p, grouped=grouped, w_a=w_a, w_kl=w_kl)
         tracked, raw, smoothed = _frame_scores(protocol, table, obj, empty)
         results[name] = {
             "w_r": w_r,
             "w_p": w_p,
             **({"w_a": w_a} if w_a else {}),
+            **({"w_kl": w_kl} if w_kl else {}),
             "object": obj,
             "tracked": tracked,
             "raw": raw,
@@ -142,7 +146,7 @@ def check_border_groups(stats: dict, margin: float) -> None:
 
 def saved_stats(stats: dict) -> dict:
     """The training statistics as scores.json and metrics.json keep them."""
-    saved = {k: stats[k] for k in STAT_KEYS + ("mean_a", "std_a") if k in stats}
+    saved = {k: stats[k] for k in SAVED_STAT_KEYS if k in stats}
     if "groups" in stats:
         saved["groups"] = stats["groups"]
     return saved
@@ -187,6 +191,7 @@ def scores_document(
                     "s_r": [float(x) for x in table.s_r[idx]],
                     "s_p": [float(x) for x in table.s_p[idx]],
                     **({} if table.s_a is None else {"s_a": [float(x) for x in table.s_a[idx]]}),
+                    **({} if table.s_kl is None else {"s_kl": [float(x) for x in table.s_kl[idx]]}),
                     # the value each object brings to its frame's maximum; "fused": before the
                     # track smoothing (the same when eval.track_window is 1)
                     "score": [float(x) for x in main["tracked"][idx]],
@@ -200,6 +205,7 @@ def scores_document(
         "w_r": main["w_r"],
         "w_p": main["w_p"],
         "w_a": main.get("w_a", 0.0),
+        "w_kl": main.get("w_kl", 0.0),
         "drop_first": protocol.drop_first,
         "smoothing": {
             "smoothing": protocol.smoothing,
@@ -244,7 +250,7 @@ def _object_table(doc: dict, test_cubes: Path) -> ObjectTable:
     """The objects of a scores document; every per-object list of a video must be complete."""
     for video in doc["videos"]:
         objects = video["objects"]
-        keys = [k for k in ("frame", "box", "s_r", "s_p", "s_a") if k in objects]
+        keys = [k for k in ("frame", "box", "s_r", "s_p", "s_a", "s_kl") if k in objects]
         lengths = {k: len(objects[k]) for k in keys}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"video {video['name']}: object lists of unequal length {lengths}")
@@ -254,12 +260,16 @@ def _object_table(doc: dict, test_cubes: Path) -> ObjectTable:
         values = [x for v in doc["videos"] for x in v["objects"][key]]
         return np.asarray(values, dtype=dtype)
 
+    def optional_column(key):
+        if all(key in v["objects"] for v in doc["videos"]):
+            return column(key, np.float64)
+        return None
+
     return ObjectTable(
         s_r=column("s_r", np.float64),
         s_p=column("s_p", np.float64),
-        s_a=column("s_a", np.float64)
-        if all("s_a" in v["objects"] for v in doc["videos"])
-        else None,
+        s_a=optional_column("s_a"),
+        s_kl=optional_column("s_kl"),
         video_idx=np.repeat(np.arange(len(counts)), counts).astype(np.int64),
         frame_idx=column("frame", np.int64),
         boxes=column("box", np.float64).reshape(-1, 4),
@@ -297,7 +307,7 @@ def metrics_document(
         }
 
     scores = {
-        name: {k: r[k] for k in ("w_r", "w_p", "w_a") if k in r} | summary(r)
+        name: {k: r[k] for k in ("w_r", "w_p", "w_a", "w_kl") if k in r} | summary(r)
         for name, r in results.items()
     }
     frames_with_objects = sum(
@@ -442,7 +452,7 @@ def _evaluate(
     logger = get_logger()
     tic = time.time()
     seed_everything(settings.seed)  # the latent samples when model.deterministic is false
-    s_r, s_p = collect_object_scores(
+    s_r, s_p, s_kl = collect_object_scores(
         run.model, test, settings.batch_size, settings.num_workers, run.device, "test scores"
     )
     seconds = time.time() - tic
@@ -456,6 +466,7 @@ def _evaluate(
         num_frames=[int(n) for n in test.num_frames],
         frame_size=tuple(test.manifest["frame_size"]),
         s_a=run.appearance_novelty(test.target_frames()),
+        s_kl=s_kl if model_type(settings.model_type).predictor else None,
     )
     labels = _labels_in_order(settings.labels, table.videos, table.num_frames)
     results = configured_score_table(settings, table, run.stats, labels)
@@ -623,6 +634,7 @@ def results_table(metrics: dict) -> str:
 
     for name, s in metrics["scores"].items():
         w_a = f" + {s['w_a']:g} S_a" if s.get("w_a") else ""
+        w_a += f" + {s['w_kl']:g} S_kl" if s.get("w_kl") else ""
         lines.append(
             f"| {name} | {s['w_r']:g} | {s['w_p']:g}{w_a} | {fmt(s['micro_auroc'])} | "
             f"{fmt(s['macro_auroc'])} |"

@@ -56,9 +56,10 @@ from inference.outputs import (
 from inference.stream_scoring import LiveSmoother, score_stream
 from inference.thresholds import Threshold, absolute_threshold, anomalous_intervals, far_threshold
 from inference.trained_run import DetectError, TrainedRun, load_trained_run
+from models import model_type
 from pre_process.stream import StreamFrame
 from scoring.frame_scores import FrameProtocol, smooth
-from scoring.statistics import STAT_KEYS
+from scoring.statistics import SAVED_STAT_KEYS
 from scoring.tracks import LiveTracks
 from utils.io import finite_or_none, read_json, write_json
 from utils.misc import get_logger, progress_bar
@@ -196,7 +197,11 @@ def detect_video(
             streamed_file(out_dir / "annotated.mp4", suffix=".mp4") as video_path,
             streamed_file(out_dir / "objects.csv") as objects_path,
             VideoAnnotator(video_path, fps, video.frame_size, colour_scale) as ann,
-            ObjectsCsv(objects_path, appearance=det.appearance is not None) as objects,
+            ObjectsCsv(
+                objects_path,
+                appearance=det.appearance is not None,
+                divergence=model_type(cfg.model.type).predictor is not None,
+            ) as objects,
             progress_bar(
                 total=video.num_frames, desc=video.name, unit="frame", disable=not progress
             ) as bar,
@@ -220,9 +225,11 @@ def detect_video(
                         f"{video.source}: non-finite object error at frame {item.index} "
                         f"(S_r {list(item.s_r)}, S_p {list(item.s_p)})"
                     )
-                scores = det.fuse(item.s_r, item.s_p, item.boxes, video.frame_size, item.s_a)
+                scores = det.fuse(
+                    item.s_r, item.s_p, item.boxes, video.frame_size, item.s_a, item.s_kl
+                )
                 num_objects.append(len(scores))
-                objects.write(item.index, item.boxes, item.s_r, item.s_p, scores, item.s_a)
+                objects.write(item, scores)
                 tracked(tracks.push(item.index, item.boxes, scores, (item.frame, item.boxes)))
                 bar.update(1)
             tracked(tracks.finish())
@@ -268,7 +275,7 @@ def _write_results(
     if threshold is not None:
         intervals = anomalous_intervals(smoothed, threshold.value, fps)
         anomalous = np.nan_to_num(smoothed, nan=-np.inf) > threshold.value
-    w_r, w_p, w_a = det.weights
+    w_r, w_p, w_a, w_kl = det.weights
     doc = {
         "format": FORMAT,
         "input": str(video.source),
@@ -283,12 +290,13 @@ def _write_results(
             "w_r": w_r,
             "w_p": w_p,
             **({"w_a": w_a} if w_a else {}),
+            **({"w_kl": w_kl} if w_kl else {}),
             "drop_first": cfg.eval.drop_first,
             "smoothing": {k: cfg.eval[k] for k in ("smoothing", "window", "sigma")},
             "tracks": {"window": cfg.eval.track_window, "min_iou": cfg.eval.track_iou},
             "empty_frame_score": det.empty_score,
         },
-        "train_stats": {k: det.stats[k] for k in STAT_KEYS + ("mean_a", "std_a") if k in det.stats},
+        "train_stats": {k: det.stats[k] for k in SAVED_STAT_KEYS if k in det.stats},
         "threshold": threshold.to_dict() if threshold is not None else None,
         "intervals": intervals,
         "num_objects": int(sum(num_objects)),

@@ -47,7 +47,7 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def export_run(run_dir: str | Path, overrides: Iterable[str] = (), num_cubes: int = 64) -> dict:
     """Export the run's evaluation checkpoint to <checkpoint>.onnx (anew) and compare the object
-    scores (S_r, S_p) of each installed backend with PyTorch float32 on `num_cubes` cubes.
+    scores (S_r, S_p, S_kl) of each installed backend with PyTorch float32 on `num_cubes` cubes.
     Writes and returns the comparison (<checkpoint>.export_check.json)."""
     cfg, model, ckpt, ckpt_path = load_run(run_dir, overrides, device="cpu")
     model.eval()
@@ -71,7 +71,7 @@ def export_run(run_dir: str | Path, overrides: Iterable[str] = (), num_cubes: in
         name = f"{backend} {'bf16' if bf16 else 'float32'}"
         report["backends"][name] = {
             branch: _agreement(mine.numpy(), ref.numpy())
-            for branch, mine, ref in zip(("S_r", "S_p"), scores, reference)
+            for branch, mine, ref in zip(("S_r", "S_p", "S_kl"), scores, reference)
             if ref.abs().sum() > 0
         }
     write_json(ckpt_path.with_suffix(".export_check.json"), report)

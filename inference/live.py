@@ -387,7 +387,12 @@ def _score_segment(
     # one frame per model batch: a live stream wants its score now, not after a full batch
     for item in score_stream(det.model, stream, det.device, cfg.eval.batch_size, 1, novelty):
         scores = det.fuse(
-            item.s_r, item.s_p, item.boxes, captured[item.index].frame.shape[:2], item.s_a
+            item.s_r,
+            item.s_p,
+            item.boxes,
+            captured[item.index].frame.shape[:2],
+            item.s_a,
+            item.s_kl,
         )
         tracked(tracks.push(item.index, item.boxes, scores, item.boxes))
     tracked(tracks.finish())

@@ -150,16 +150,17 @@ class VideoAnnotator:
 
 
 class ObjectsCsv:
-    """objects.csv, one row per object as it is scored: frame, box, S_r, S_p, (S_a,) fused score."""
+    """objects.csv, one row per object as it is scored: frame, box, S_r, S_p, (S_a,) (S_kl,)
+    fused score; S_a with `appearance`, S_kl with `divergence` (a model with a frame
+    predictor)."""
 
     HEADER = ("frame", "x1", "y1", "x2", "y2", "s_r", "s_p", "score")
 
-    def __init__(self, path: Path, appearance: bool = False):
+    def __init__(self, path: Path, appearance: bool = False, divergence: bool = False):
         self.handle = open(path, "w", newline="")
         self.writer = csv.writer(self.handle)
-        self.appearance = appearance
-        header = self.HEADER[:-1] + ("s_a", "score") if appearance else self.HEADER
-        self.writer.writerow(header)
+        self.optional = ("s_a",) * appearance + ("s_kl",) * divergence
+        self.writer.writerow(self.HEADER[:-1] + self.optional + ("score",))
 
     def __enter__(self) -> ObjectsCsv:
         return self
@@ -167,11 +168,13 @@ class ObjectsCsv:
     def __exit__(self, *exc) -> None:
         self.handle.close()
 
-    def write(self, index: int, boxes, s_r, s_p, scores, s_a=None) -> None:
-        columns = [s_r, s_p] + ([s_a] if self.appearance else [])
-        for box, *errors, s in zip(boxes, *columns, scores):
+    def write(self, item, scores) -> None:
+        """The objects of a scored frame (`inference.stream_scoring.ScoredFrame`) and their
+        fused `scores`."""
+        columns = [item.s_r, item.s_p] + [getattr(item, key) for key in self.optional]
+        for box, *errors, s in zip(item.boxes, *columns, scores):
             self.writer.writerow(
-                [index, *(f"{v:.2f}" for v in box), *(f"{e:.6g}" for e in errors), f"{s:.6g}"]
+                [item.index, *(f"{v:.2f}" for v in box), *(f"{e:.6g}" for e in errors), f"{s:.6g}"]
             )
 
 

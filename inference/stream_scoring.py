@@ -24,23 +24,25 @@ class ScoredFrame(NamedTuple):
     s_r: np.ndarray  # float64 [K]
     s_p: np.ndarray  # float64 [K]
     s_a: np.ndarray | None = None  # float64 [K], the appearance novelty when scored
+    s_kl: np.ndarray | None = None  # float64 [K], the latent divergence (zeros without a CVAE)
 
 
 @torch.inference_mode()
 def cube_errors(model, frame_cubes, flow_cubes, device, batch_size: int):
-    """(S_r, S_p) float64 [N] of cubes in the on-disk layout (uint8 [N, 5, s, s, 3] and float32
-    [N, 4, s, s, 2]), converted as `datasets.CubeDataset` does, in batches of `batch_size`."""
-    s_r, s_p = [], []
+    """(S_r, S_p, S_kl) float64 [N] of cubes in the on-disk layout (uint8 [N, 5, s, s, 3] and
+    float32 [N, 4, s, s, 2]), converted as `datasets.CubeDataset` does, in batches of
+    `batch_size`."""
+    parts = []
     for start in range(0, len(frame_cubes), batch_size):
         frames = torch.from_numpy(frame_cubes[start : start + batch_size]).to(device)
         frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous()
         flows = torch.from_numpy(flow_cubes[start : start + batch_size]).to(device)
-        r, p = object_scores(model(frames, flows.permute(0, 1, 4, 2, 3).contiguous()))
-        s_r.append(r.double().cpu().numpy())
-        s_p.append(p.double().cpu().numpy())
-    if not s_r:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(s_r), np.concatenate(s_p)
+        errors = object_scores(model(frames, flows.permute(0, 1, 4, 2, 3).contiguous()))
+        parts.append([e.double().cpu().numpy() for e in errors])
+    if not parts:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    s_r, s_p, s_kl = (np.concatenate(column) for column in zip(*parts))
+    return s_r, s_p, s_kl
 
 
 def score_stream(
@@ -70,11 +72,12 @@ def _score_pending(model, pending: list[StreamFrame], device, batch_size: int, n
         return
     frame_cubes = np.concatenate([p.frame_cubes for p in pending])
     flow_cubes = np.concatenate([p.flow_cubes for p in pending])
-    s_r, s_p = cube_errors(model, frame_cubes, flow_cubes, device, batch_size)
+    s_r, s_p, s_kl = cube_errors(model, frame_cubes, flow_cubes, device, batch_size)
     bounds = np.cumsum([len(p.boxes) for p in pending])[:-1]
     s_a = None if novelty is None else np.split(novelty(frame_cubes[:, -1]), bounds)
-    for k, (p, r, q) in enumerate(zip(pending, np.split(s_r, bounds), np.split(s_p, bounds))):
-        yield ScoredFrame(p.index, p.frame, p.boxes, r, q, None if s_a is None else s_a[k])
+    per_frame = zip(pending, *(np.split(s, bounds) for s in (s_r, s_p, s_kl)))
+    for k, (p, r, q, d) in enumerate(per_frame):
+        yield ScoredFrame(p.index, p.frame, p.boxes, r, q, None if s_a is None else s_a[k], d)
 
 
 class LiveSmoother:

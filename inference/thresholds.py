@@ -43,7 +43,7 @@ def far_threshold(det: TrainedRun, far: float) -> Threshold:
         value = float(norm.ppf(1 - far) * sum(map(abs, det.weights)))
         note = (
             "neither cached training errors nor training cubes found: per-object normal "
-            "approximation z(1-far)*(|w_r|+|w_p|+|w_a|), ignoring the maximum over objects and the "
+            "approximation z(1-far)*(sum of |weights|), ignoring the maximum over objects and the "
             "smoothing (rough)"
         )
         return Threshold(value, "normal_approximation", far, note=note)
@@ -70,11 +70,19 @@ def far_quantile(scores: np.ndarray, far: float) -> float:
 
 def training_frame_scores(det: TrainedRun, objects: dict[str, np.ndarray]) -> np.ndarray:
     """Smoothed frame scores of every scored training frame from its objects' errors (and their
-    S_a under "s_a", when the run uses it; all training cubes' when absent), with eval's
-    protocol."""
+    S_a under "s_a", when the run uses it; all training cubes' when absent; S_kl under "s_kl"),
+    with eval's protocol."""
     s_a = objects.get("s_a", det.train_s_a)
+    fused = det.fuse(
+        objects["s_r"],
+        objects["s_p"],
+        objects["boxes"],
+        objects["frame_size"],
+        s_a,
+        objects.get("s_kl"),
+    )
     _, smoothed = FrameProtocol.from_config(det.cfg).frame_scores(
-        det.fuse(objects["s_r"], objects["s_p"], objects["boxes"], objects["frame_size"], s_a),
+        fused,
         objects["video_idx"],
         objects["frame_idx"],
         [int(n) for n in objects["num_frames"]],

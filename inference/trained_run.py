@@ -16,7 +16,7 @@ from engine.checkpoint import checkpoint_identity, load_checkpoint, restore_mode
 from engine.run_dir import RunLayout
 from inference.runtimes import ExportedModel, exported_model
 from models import ScoringModel, build_model, scoring_model
-from models.export import export_onnx, read_metadata
+from models.export import export_onnx, graph_outputs, read_metadata
 from pre_process.boxes import BoxExtractor
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
@@ -93,25 +93,32 @@ class TrainedRun:
 
     @property
     def weights(self) -> Weights:
-        """(w_r, w_p, w_a) of eval.py's main score (a missing branch has weight 0)."""
+        """(w_r, w_p, w_a, w_kl) of eval.py's main score (a missing branch has weight 0)."""
         return ScoreSet.from_config(self.cfg).primary_weights
 
     def fuse(
-        self, s_r: np.ndarray, s_p: np.ndarray, boxes=None, frame_size=None, s_a=None
+        self,
+        s_r: np.ndarray,
+        s_p: np.ndarray,
+        boxes=None,
+        frame_size=None,
+        s_a=None,
+        s_kl=None,
     ) -> np.ndarray:
         """Fused object scores; with eval.border_stats, `boxes` [N, 4] and the frame size
         (height, width) say which objects are cut by the image border."""
         border = None
         if self.cfg.eval.border_stats:
             border = touches_border(boxes, frame_size, self.cfg.eval.border_margin)
-        w_r, w_p, w_a = self.weights
-        return fuse_scores(s_r, s_p, self.stats, w_r, w_p, border=border, s_a=s_a, w_a=w_a)
+        w_r, w_p, w_a, w_kl = self.weights
+        optional = dict(s_a=s_a, w_a=w_a, s_kl=s_kl, w_kl=w_kl)
+        return fuse_scores(s_r, s_p, self.stats, w_r, w_p, border=border, **optional)
 
     @property
     def empty_score(self) -> float:
-        w_r, w_p, w_a = self.weights
+        w_r, w_p, w_a, w_kl = self.weights
         grouped = self.cfg.eval.border_stats
-        return empty_frame_score(self.stats, w_r, w_p, grouped=grouped, w_a=w_a)
+        return empty_frame_score(self.stats, w_r, w_p, grouped=grouped, w_a=w_a, w_kl=w_kl)
 
     def appearance_novelty(self, target_frames: np.ndarray) -> np.ndarray | None:
         """S_a of objects from their target-frame crops uint8 [N, H, W, 3] (None when off)."""
@@ -317,7 +324,8 @@ def export_for_scoring(
     path = export_path(ckpt_path)
     made_from = {"checkpoint": checkpoint_identity(ckpt), "model_type": shape.model_type}
     metadata = read_metadata(path) if path.is_file() else {}
-    if {k: metadata.get(k) for k in made_from} != made_from:
+    stale = {k: metadata.get(k) for k in made_from} != made_from
+    if stale or metadata.get("outputs") != list(graph_outputs(model)):  # or made by older code
         size, count = shape.cube_size, shape.num_frames
         frames = torch.zeros(2, count, 3, size, size)
         flows = torch.zeros(2, count - 1, 2, size, size)

@@ -1,12 +1,13 @@
 """The scoring pass of a model as an ONNX graph, for ONNX Runtime and OpenVINO
 (inference/runtimes.py; the command is export.py).
 
-The graph is the fused inference copy (models/inference.py) with the memory read dense: the
-sparse read picks the used slots at run time, which a static graph cannot express; the dense
-product computes the same sum. Inputs `frames` [B, T+1, 3, H, W] and `flows` [B, F, 2, H, W]
-(B free), outputs those of `flow_recon` [B, F, 2, H, W] and `frame_pred` [B, 3, H, W] that the
-model type has. Beside `model.onnx` a `model.json` says which outputs it has and what it was
-made from (the checkpoint), so that a stale export is recognised.
+The graph is the fused inference copy (models/inference.py) with the memory read dense: the sparse
+read picks the used slots at run time, which a static graph cannot express; the dense product
+computes the same sum. Inputs `frames` [B, T+1, 3, H, W] and `flows` [B, F, 2, H, W] (B free),
+outputs those of `flow_recon` [B, F, 2, H, W], `frame_pred` [B, 3, H, W] and `latent_divergence`
+[B] (the CVAE's per-object KL, models/losses.py) that the model type has. Beside `model.onnx` a
+`model.json` says which outputs it has and what it was made from (the checkpoint), so that a stale
+export is recognised.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from models.inference import fuse_for_inference
+from models.losses import object_divergence
 from models.memory import Memory
 from utils.io import read_json, write_json
 
@@ -41,13 +43,13 @@ def require(module: str, purpose: str) -> None:
 
 
 def graph_outputs(model: nn.Module) -> tuple[str, ...]:
-    """The outputs an HF2VAD of this kind has: flow_recon (with an ML-MemAE-SC), frame_pred
-    (with a frame predictor)."""
+    """The outputs an HF2VAD of this kind has: flow_recon (with an ML-MemAE-SC), frame_pred and
+    latent_divergence (with a frame predictor)."""
     names = []
     if getattr(model, "memae", None) is not None:
         names.append("flow_recon")
     if getattr(model, "cvae", None) is not None:
-        names.append("frame_pred")
+        names += ["frame_pred", "latent_divergence"]
     return tuple(names)
 
 
@@ -64,6 +66,7 @@ class ExportGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(frames, flows)
+        out["latent_divergence"] = object_divergence(out)
         return tuple(out[name] for name in self.outputs)
 
 

@@ -30,6 +30,7 @@ def empty_output(frames: torch.Tensor, flows: torch.Tensor) -> dict:
         "att_weights": [],
         "q_means": [],
         "p_means": [],
+        "latent_divergence": None,  # per-object KL; only an exported graph gives it directly
     }
 
 

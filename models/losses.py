@@ -6,6 +6,8 @@ Loss dicts hold the unweighted terms under their names and `total` = sum of lamb
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,17 +113,43 @@ class HF2VADLoss(nn.Module):
         return ", ".join(f"lambda_{name}={value}" for name, value in self.weights.items())
 
 
+def object_divergence(out: dict) -> torch.Tensor | None:
+    """Per-object KL divergence [B] (float32) between the CVAE's posterior (frames and flows) and
+    its prior (flows only), summed over levels: sum 0.5 * (p - q)^2, as `kl_loss` per object. It
+    is large where the frames tell the latent what the flows cannot (docs/method.md §6.3). An
+    exported graph gives it as `latent_divergence`; None without a frame predictor."""
+    if out.get("latent_divergence") is not None:
+        return out["latent_divergence"].float()
+    if not out.get("q_means"):
+        return None
+    return sum(
+        (0.5 * (p.float() - q.float()).pow(2)).flatten(1).sum(dim=1)
+        for q, p in zip(out["q_means"], out["p_means"], strict=True)
+    )
+
+
+class ObjectErrors(NamedTuple):
+    """Per-object errors [B] in float32: S_r, S_p and the latent divergence S_kl; zeros for a
+    missing branch."""
+
+    s_r: torch.Tensor
+    s_p: torch.Tensor
+    s_kl: torch.Tensor
+
+
 @torch.no_grad()
-def object_scores(out: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-object (S_r [B], S_p [B]) in float32: summed squared flow reconstruction error over
-    F x 2 x H x W and summed squared frame prediction error over 3 x H x W; zeros for a missing
-    branch."""
+def object_scores(out: dict) -> ObjectErrors:
+    """Per-object errors: S_r, the summed squared flow reconstruction error over F x 2 x H x W;
+    S_p, the summed squared frame prediction error over 3 x H x W; S_kl (`object_divergence`)."""
     flows = out["flow_target"]
     zeros = torch.zeros(flows.shape[0], device=flows.device, dtype=torch.float32)
-    s_r, s_p = zeros, zeros
+    s_r, s_p, s_kl = zeros, zeros, zeros
     if out.get("flow_recon") is not None:
         s_r = (out["flow_recon"].float() - flows.float()).pow(2).flatten(1).sum(dim=1)
     if out.get("frame_pred") is not None:
         error = out["frame_pred"].float() - out["frame_target"].float()
         s_p = error.pow(2).flatten(1).sum(dim=1)
-    return s_r, s_p
+        divergence = object_divergence(out)
+        if divergence is not None:
+            s_kl = divergence
+    return ObjectErrors(s_r, s_p, s_kl)

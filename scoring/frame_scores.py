@@ -1,11 +1,12 @@
 """Frame-level anomaly scores and AUROC with the paper's protocol (docs/method.md §6).
 
-Object scores S_r (flow reconstruction error) and S_p (frame prediction error), and optionally
-the appearance novelty S_a (scoring/appearance.py), are z-normalised with training statistics and
-fused; a frame's score is the maximum over *all* its objects; a frame
-without objects gets the score of a zero-error object; the first `drop_first` frames of each video
-are not scored (NaN here, null in JSON); the rest is smoothed per video. Micro AUROC concatenates
-all labelled videos, macro AUROC averages the per-video AUROCs of videos holding both classes.
+Object scores S_r (flow reconstruction error) and S_p (frame prediction error), and optionally the
+appearance novelty S_a (scoring/appearance.py) and the CVAE's latent divergence S_kl
+(models/losses.py), are z-normalised with training statistics and fused; a frame's score is the
+maximum over *all* its objects; a frame without objects gets the score of a zero-error object; the
+first `drop_first` frames of each video are not scored (NaN here, null in JSON); the rest is
+smoothed per video. Micro AUROC concatenates all labelled videos, macro AUROC averages the
+per-video AUROCs of videos holding both classes.
 
 Median smoothing: `medfilt` is the authors' protocol, `scipy.signal.medfilt` (the window is
 zero-padded at both ends of a video's scored frames), the default of the paper configs; `median`
@@ -25,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 from scoring.tracks import TrackSmoothing
 
 SMOOTHING_MODES = ("medfilt", "median", "gaussian", "none")
+OPTIONAL_SCORES = {"a": "the appearance novelty S_a", "kl": "the latent divergence S_kl"}
 
 
 def check_finite(
@@ -60,8 +62,9 @@ def touches_border(boxes: np.ndarray, frame_size: Sequence[int], margin: float) 
     )
 
 
-def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None) -> dict[str, float]:
-    """Mean and standard deviation of S_r and S_p (and S_a when given) over training cubes."""
+def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None, s_kl=None) -> dict[str, float]:
+    """Mean and standard deviation of S_r and S_p (and S_a, S_kl when given) over training
+    cubes."""
     s_r, s_p = np.asarray(s_r, dtype=np.float64), np.asarray(s_p, dtype=np.float64)
     if len(s_r) < 2:
         raise ValueError(f"{len(s_r)} training cube(s): too few for score statistics")
@@ -72,19 +75,21 @@ def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None) -> dict[str, fl
         "std_p": float(s_p.std()),
         "num_cubes": len(s_r),
     }
-    if s_a is not None:
-        s_a = np.asarray(s_a, dtype=np.float64)
-        stats.update(mean_a=float(s_a.mean()), std_a=float(s_a.std()))
+    for key, values in (("a", s_a), ("kl", s_kl)):
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            stats.update({f"mean_{key}": float(values.mean()), f"std_{key}": float(values.std())})
     return stats
 
 
-def border_statistics(s_r, s_p, border: np.ndarray, margin: float, s_a=None) -> dict:
+def border_statistics(s_r, s_p, border: np.ndarray, margin: float, s_a=None, s_kl=None) -> dict:
     """Score statistics of the training cubes cut by the image border and of the others."""
     border = np.asarray(border, dtype=bool)
 
     def part(mask, name):
+        optional = [None if s is None else np.asarray(s)[mask] for s in (s_a, s_kl)]
         try:
-            return score_statistics(s_r[mask], s_p[mask], None if s_a is None else s_a[mask])
+            return score_statistics(s_r[mask], s_p[mask], *optional)
         except ValueError as err:
             raise ValueError(
                 f"{err} in the {name} group of eval.border_stats (set it false)"
@@ -106,9 +111,12 @@ def fuse_scores(
     border: np.ndarray | None = None,
     s_a: np.ndarray | None = None,
     w_a: float = 0.0,
+    s_kl: np.ndarray | None = None,
+    w_kl: float = 0.0,
 ) -> np.ndarray:
-    """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p [+ w_a (S_a - mu_a) / sigma_a];
-    a zero weight skips its term (S_a, the appearance novelty, is needed only when w_a != 0).
+    """S = w_r (S_r - mu_r) / sigma_r + w_p (S_p - mu_p) / sigma_p [+ w_a (S_a - mu_a) / sigma_a]
+    [+ w_kl (S_kl - mu_kl) / sigma_kl]; a zero weight skips its term (S_a, the appearance
+    novelty, and S_kl, the latent divergence, are needed only with a non-zero weight).
 
     `stats` holds `mean_r`, `std_r`, `mean_p`, `std_p` (training cubes). A term with a non-zero
     weight and a zero standard deviation is an error (the branch gives no information).
@@ -120,16 +128,18 @@ def fuse_scores(
     if border is not None:
         groups = stats["groups"]
         border = np.broadcast_to(np.asarray(border, dtype=bool), np.broadcast(s_r, s_p).shape)
-        inner = fuse_scores(s_r, s_p, groups["interior"], w_r, w_p, s_a=s_a, w_a=w_a)
-        outer = fuse_scores(s_r, s_p, groups["border"], w_r, w_p, s_a=s_a, w_a=w_a)
+        extra = dict(s_a=s_a, w_a=w_a, s_kl=s_kl, w_kl=w_kl)
+        inner = fuse_scores(s_r, s_p, groups["interior"], w_r, w_p, **extra)
+        outer = fuse_scores(s_r, s_p, groups["border"], w_r, w_p, **extra)
         return np.where(border, outer, inner)
     fused = np.zeros(np.broadcast(s_r, s_p).shape, dtype=np.float64)
-    for weight, values, key in ((w_r, s_r, "r"), (w_p, s_p, "p"), (w_a, s_a, "a")):
+    terms = ((w_r, s_r, "r"), (w_p, s_p, "p"), (w_a, s_a, "a"), (w_kl, s_kl, "kl"))
+    for weight, values, key in terms:
         if weight == 0:
             continue
         if values is None or f"std_{key}" not in stats:
             raise ValueError(
-                f"eval.w_{key} is {weight} but the appearance novelty S_a or its training "
+                f"eval.w_{key} is {weight} but {OPTIONAL_SCORES[key]} or its training "
                 "statistics are missing (evaluate again without --rescore)"
             )
         std = float(stats[f"std_{key}"])
@@ -143,14 +153,20 @@ def fuse_scores(
 
 
 def empty_frame_score(
-    stats: Mapping, w_r: float, w_p: float, grouped: bool = False, w_a: float = 0.0
+    stats: Mapping,
+    w_r: float,
+    w_p: float,
+    grouped: bool = False,
+    w_a: float = 0.0,
+    w_kl: float = 0.0,
 ) -> float:
     """The fused score of an object whose errors are all zero (used for frames without objects);
     `grouped`: with the interior objects' statistics (see `fuse_scores`)."""
     if grouped:
         stats = stats["groups"]["interior"]
     zero = np.zeros(1)
-    return float(fuse_scores(zero, zero, stats, w_r, w_p, s_a=zero, w_a=w_a)[0])
+    fused = fuse_scores(zero, zero, stats, w_r, w_p, s_a=zero, w_a=w_a, s_kl=zero, w_kl=w_kl)
+    return float(fused[0])
 
 
 def frame_max_scores(

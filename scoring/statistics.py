@@ -1,7 +1,7 @@
 """Object errors of a run's model, shared by eval.py, detect.py and run_pipeline.py: the
-training statistics (mean and std of S_r and S_p over all training cubes) with the per-object
-training errors, cached beside the checkpoint and tied to the ScoringSettings they were made
-with."""
+training statistics (mean and std of S_r, S_p and S_kl over all training cubes) with the
+per-object training errors, cached beside the checkpoint and tied to the ScoringSettings they
+were made with."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from torch.utils.data import DataLoader
 from engine.checkpoint import checkpoint_identity
 from models import object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
+from scoring.weights import ScoreSet
 from utils.io import read_json, write_json, write_npz
 from utils.misc import dtype_name, get_logger, progress_bar, seed_everything, use_cpu_bf16
 
 STAT_KEYS = ("mean_r", "std_r", "mean_p", "std_p")
+DIVERGENCE_KEYS = ("mean_kl", "std_kl")  # written since S_kl exists (older files lack them)
+SAVED_STAT_KEYS = STAT_KEYS + ("mean_a", "std_a") + DIVERGENCE_KEYS  # what outputs record
 
 
 def scoring_dtype(bf16_cpu: bool, amp: bool, device: torch.device) -> torch.dtype | None:
@@ -37,7 +40,9 @@ def scoring_dtype(bf16_cpu: bool, amp: bool, device: torch.device) -> torch.dtyp
 @dataclass(frozen=True)
 class ScoringSettings:
     """What a checkpoint's object scores depend on besides its weights and the cubes, and how
-    they are computed: test mode, seed (sampled latents), precision, backend, batches."""
+    they are computed: test mode, seed (sampled latents), precision, backend, batches; and
+    whether the scores need S_kl (`divergence`: cached statistics written before S_kl existed
+    serve every other score)."""
 
     deterministic: bool = True
     seed: int = 0
@@ -45,6 +50,7 @@ class ScoringSettings:
     backend: str = "torch"
     batch_size: int = 256
     num_workers: int = 0
+    divergence: bool = False
 
     @classmethod
     def from_config(cls, cfg, device: torch.device) -> ScoringSettings:
@@ -55,6 +61,7 @@ class ScoringSettings:
             backend=cfg.eval.backend,
             batch_size=int(cfg.eval.batch_size),
             num_workers=int(cfg.eval.num_workers),
+            divergence=ScoreSet.from_config(cfg).uses_divergence,
         )
 
     def identity(self, ckpt: dict) -> dict:
@@ -88,19 +95,18 @@ class ScoringSettings:
 @torch.inference_mode()
 def collect_object_scores(
     model, dataset, batch_size: int, num_workers: int, device, desc: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(S_r, S_p) of every cube of `dataset` in test mode, float64 [N] each."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S_r, S_p, S_kl) of every cube of `dataset` in test mode, float64 [N] each."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    s_r, s_p = [], []
+    parts = []
     for batch in progress_bar(loader, desc=desc, leave=False, dynamic_ncols=True):
         out = model(batch["frames"].to(device), batch["flows"].to(device))
-        r, p = object_scores(out)
-        s_r.append(r.double().cpu().numpy())
-        s_p.append(p.double().cpu().numpy())
-    if not s_r:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(s_r), np.concatenate(s_p)
+        parts.append([s.double().cpu().numpy() for s in object_scores(out)])
+    if not parts:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    s_r, s_p, s_kl = (np.concatenate(column) for column in zip(*parts))
+    return s_r, s_p, s_kl
 
 
 OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames", "boxes", "frame_size")
@@ -114,14 +120,16 @@ def _training_pass(
     identity = settings.identity(ckpt)
     tic = time.time()
     seed_everything(settings.seed)
-    s_r, s_p = collect_object_scores(
+    s_r, s_p, s_kl = collect_object_scores(
         model, dataset, settings.batch_size, settings.num_workers, device, "training statistics"
     )
     # before anything is cached: a NaN here would poison the statistics for good
     check_finite(s_r, s_p, dataset.video_idx, dataset.frame_idx, dataset.videos, "training cubes")
+    check_finite(s_kl, s_kl, dataset.video_idx, dataset.frame_idx, dataset.videos, "training S_kl")
     objects = {
         "s_r": s_r,
         "s_p": s_p,
+        "s_kl": s_kl,
         "video_idx": np.asarray(dataset.video_idx, np.int64),
         "frame_idx": np.asarray(dataset.frame_idx, np.int64),
         "num_frames": np.asarray(dataset.num_frames, np.int64),
@@ -140,6 +148,8 @@ def _training_pass(
         "std_r": float(s_r.std()),
         "mean_p": float(s_p.mean()),
         "std_p": float(s_p.std()),
+        "mean_kl": float(s_kl.mean()),
+        "std_kl": float(s_kl.std()),
         "num_cubes": len(dataset),
         "checkpoint": identity,
     }
@@ -161,7 +171,11 @@ def cached_statistics(settings: ScoringSettings, ckpt: dict, ckpt_path: Path) ->
     if stored.get("checkpoint") != settings.identity(ckpt):
         get_logger().info(f"{path} belongs to another checkpoint or test mode")
         return None
-    if not all(np.isfinite(float(stored.get(k, np.nan))) for k in STAT_KEYS):
+    needed = STAT_KEYS + DIVERGENCE_KEYS * settings.divergence
+    if settings.divergence and any(k not in stored for k in DIVERGENCE_KEYS):
+        get_logger().info(f"{path} was written before S_kl existed; recomputing it")
+        return None
+    if not all(np.isfinite(float(stored.get(k, np.nan))) for k in needed):
         get_logger().warning(f"{path} holds non-finite statistics; recomputing them")
         return None
     return dict(stored, cached=True)
@@ -170,7 +184,7 @@ def cached_statistics(settings: ScoringSettings, ckpt: dict, ckpt_path: Path) ->
 def training_statistics(
     settings: ScoringSettings, model, training_cubes, ckpt: dict, ckpt_path: Path, device
 ) -> dict:
-    """Mean and std of S_r and S_p over all training cubes (`training_cubes()` opens them) for
+    """Mean and std of S_r, S_p and S_kl over all training cubes (`training_cubes()` opens them) for
     this checkpoint (cached as JSON; the returned dict says whether it was `cached`).
 
     A cached file made for another checkpoint, test-mode setting or precision is recomputed.
@@ -191,9 +205,10 @@ def cached_object_errors(settings: ScoringSettings, ckpt: dict, ckpt_path: Path)
     identity = json.dumps(settings.identity(ckpt), sort_keys=True)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if str(data["identity"]) != identity or any(k not in data for k in OBJECT_KEYS):
-                return None  # another checkpoint, or written before boxes were kept
-            return {k: data[k] for k in OBJECT_KEYS}
+            keys = OBJECT_KEYS + ("s_kl",) * settings.divergence
+            if str(data["identity"]) != identity or any(k not in data for k in keys):
+                return None  # another checkpoint, or written before boxes (or S_kl) were kept
+            return {k: data[k] for k in OBJECT_KEYS + ("s_kl",) if k in data}
     except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
         get_logger().warning(f"{path} is truncated or damaged ({err}); recomputing it")
         return None
@@ -202,9 +217,9 @@ def cached_object_errors(settings: ScoringSettings, ckpt: dict, ckpt_path: Path)
 def training_object_errors(
     settings: ScoringSettings, model, training_cubes, ckpt: dict, ckpt_path: Path, device
 ) -> dict:
-    """S_r, S_p, video_idx, frame_idx of every training cube and num_frames per video, from the
-    cache that the training statistics wrote (one more pass over `training_cubes()` when it is
-    missing or stale)."""
+    """S_r, S_p, S_kl, video_idx, frame_idx of every training cube and num_frames per video,
+    from the cache that the training statistics wrote (one more pass over `training_cubes()`
+    when it is missing or stale)."""
     cached = cached_object_errors(settings, ckpt, ckpt_path)
     if cached is not None:
         return cached
@@ -215,4 +230,6 @@ def border_groups(objects: dict, margin: float, s_a: np.ndarray | None = None) -
     """Score statistics of the training objects cut by the image border (within `margin`
     pixels) and of the others, from the per-object training errors (and their S_a)."""
     border = touches_border(objects["boxes"], objects["frame_size"], margin)
-    return border_statistics(objects["s_r"], objects["s_p"], border, margin, s_a)
+    return border_statistics(
+        objects["s_r"], objects["s_p"], border, margin, s_a, objects.get("s_kl")
+    )

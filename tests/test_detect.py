@@ -109,10 +109,11 @@ def test_ped2_stream_equals_offline_cubes_and_eval_scores(tiny_run, tmp_path):
     flows = np.load(tmp_path / "cache" / "flows" / "testing" / "01.npy")
     assert np.array_equal(np.load(tmp_path / "out" / "intermediate" / "flows.npy"), flows)
 
-    s_r, s_p = collect_object_scores(det.model, offline, 256, 0, det.device, "offline")
+    s_r, s_p, s_kl = collect_object_scores(det.model, offline, 256, 0, det.device, "offline")
     objects = np.genfromtxt(tmp_path / "out" / "objects.csv", delimiter=",", names=True)
     np.testing.assert_allclose(objects["s_r"], s_r, rtol=2e-5)
     np.testing.assert_allclose(objects["s_p"], s_p, rtol=2e-5)
+    np.testing.assert_allclose(objects["s_kl"], s_kl, rtol=2e-5)
     raw, smoothed = video_frame_scores(
         det.fuse(s_r, s_p),
         offline.video_idx,

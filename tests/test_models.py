@@ -361,7 +361,7 @@ def test_device_comes_from_the_caller(device):
     out = model(frames, flows)
     assert all(t.device.type == device for t in all_tensors(out))
     assert build_loss(load_config().loss)(out)["total"].device.type == device
-    s_r, s_p = object_scores(out)
+    s_r, s_p, _ = object_scores(out)
     assert s_r.device.type == device and s_p.device.type == device
 
 
@@ -401,8 +401,8 @@ def test_hf2vad_loss_keys_and_scores(model_type):
     if model_type != "memae":
         expected |= {"kl", "frame", "gradient"}
     assert set(terms) == expected
-    s_r, s_p = object_scores(out)
-    assert s_r.shape == s_p.shape == (2,)
+    s_r, s_p, s_kl = object_scores(out)
+    assert s_r.shape == s_p.shape == s_kl.shape == (2,)
     if out["flow_recon"] is None:
         assert torch.all(s_r == 0)
     else:
@@ -415,6 +415,11 @@ def test_hf2vad_loss_keys_and_scores(model_type):
         torch.testing.assert_close(
             s_p, ((out["frame_pred"] - out["frame_target"]) ** 2).sum((1, 2, 3))
         )
+    if not out["q_means"]:
+        assert torch.all(s_kl == 0)
+    else:  # per object, the batch mean of which is the KL term of the loss
+        assert torch.all(s_kl > 0)
+        torch.testing.assert_close(s_kl.mean(), terms["kl"])
 
 
 def test_cpu_dropout_keeps_each_element_with_probability_one_minus_p():

@@ -152,11 +152,10 @@ def make_standin(
 
 
 def _objects(folder: Path) -> dict[str, np.ndarray]:
-    """Per-object frame index, box, S_r, S_p (and S_a) from detect's objects.csv."""
+    """Per-object frame index, box, S_r, S_p (and S_a, S_kl) from detect's objects.csv."""
     table = np.genfromtxt(folder / "objects.csv", delimiter=",", names=True, ndmin=1)
-    keys = [
-        k for k in ("frame", "x1", "y1", "x2", "y2", "s_r", "s_p", "s_a") if k in table.dtype.names
-    ]
+    names = ("frame", "x1", "y1", "x2", "y2", "s_r", "s_p", "s_a", "s_kl")
+    keys = [k for k in names if k in table.dtype.names]
     return {k: np.atleast_1d(table[k]) for k in keys}
 
 
@@ -220,11 +219,11 @@ def score_standin(
     if cfg.eval.border_stats:
         border = touches_border(boxes, videos[0].frame_size, cfg.eval.border_margin)
     result = {"videos": names, "kinds": kinds, "speed_px_per_frame": SPEED, "scores": {}}
-    for name, (w_r, w_p, w_a) in weights.items():
-        obj = fuse_scores(
-            column("s_r"), column("s_p"), det.stats, w_r, w_p, border, column("s_a"), w_a
-        )
-        empty = empty_frame_score(det.stats, w_r, w_p, grouped=border is not None, w_a=w_a)
+    for name, (w_r, w_p, w_a, w_kl) in weights.items():
+        optional = dict(s_a=column("s_a"), w_a=w_a, s_kl=column("s_kl"), w_kl=w_kl)
+        obj = fuse_scores(column("s_r"), column("s_p"), det.stats, w_r, w_p, border, **optional)
+        grouped = border is not None
+        empty = empty_frame_score(det.stats, w_r, w_p, grouped=grouped, w_a=w_a, w_kl=w_kl)
         _, smoothed = FrameProtocol.from_config(cfg).frame_scores(
             obj,
             video_idx,
@@ -237,6 +236,7 @@ def score_standin(
             "w_r": w_r,
             "w_p": w_p,
             **({"w_a": w_a} if w_a else {}),
+            **({"w_kl": w_kl} if w_kl else {}),
             "micro_auroc": _micro(smoothed, labels, [True] * len(items)),
             "micro_auroc_per_kind": {
                 kind: _micro(smoothed, labels, [k in (kind, "none") for k in kinds])

@@ -20,13 +20,17 @@ SCORE_NAMES = {
     "appearance": "S_a only (appearance novelty, ours)",
     "flow_reconstruction": "S_r only (flow reconstruction)",
     "frame_prediction": "S_p only (frame prediction)",
+    "fused_without_divergence": "fused as in the paper (w_r S_r + w_p S_p, no S_kl)",
+    "latent_divergence": "S_kl only (the CVAE's latent divergence, ours)",
+    "prediction_with_divergence": "S_p + w_kl S_kl (ours)",
 }
 
 
 def score_label(name: str, score: dict) -> str:
-    """How a named score is shown; a fused score with S_a says so."""
-    if name == "fused" and score.get("w_a"):
-        return "fused S (w_r S_r + w_p S_p + w_a S_a, ours)"
+    """How a named score is shown; a fused score with S_a or S_kl says so."""
+    if name == "fused" and (score.get("w_a") or score.get("w_kl")):
+        extra = " + w_a S_a" * bool(score.get("w_a")) + " + w_kl S_kl" * bool(score.get("w_kl"))
+        return f"fused S (w_r S_r + w_p S_p{extra}, ours)"
     return SCORE_NAMES.get(name, name)
 
 

@@ -44,9 +44,9 @@ def sweep(doc: dict, windows: list[int], ious: list[float]) -> dict[str, float]:
     objects = saved_objects(doc)
     smoothing = doc["smoothing"]
     grouped = bool(doc["border_stats"])
-    empty = empty_frame_score(
-        doc["train_stats"], doc["w_r"], doc["w_p"], grouped, doc.get("w_a", 0.0)
-    )
+    weights = (doc["w_r"], doc["w_p"])
+    optional = dict(w_a=doc.get("w_a", 0.0), w_kl=doc.get("w_kl", 0.0))
+    empty = empty_frame_score(doc["train_stats"], *weights, grouped, **optional)
     labels = [None if v["labels"] is None else np.asarray(v["labels"]) for v in doc["videos"]]
     num_frames = [v["num_frames"] for v in doc["videos"]]
     out = {}

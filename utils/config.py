@@ -279,7 +279,7 @@ def check_values(cfg: Config) -> None:
     _require(k >= 1, "eval.appearance_k", k, "an integer >= 1")
     hog = cfg.eval.appearance_hog
     _require(0 <= hog < 1, "eval.appearance_hog", hog, "a number in [0, 1)")
-    for key in ("w_r", "w_p", "w_a", "sigma", "border_margin"):
+    for key in ("w_r", "w_p", "w_a", "w_kl", "sigma", "border_margin"):
         value = cfg.eval[key]
         _require(math.isfinite(value), f"eval.{key}", value, "a finite number")
     _require(cfg.eval.window >= 1, "eval.window", cfg.eval.window, "a positive odd integer")
