@@ -163,7 +163,8 @@ def agreement_rows(models: dict, frames, flows) -> dict[str, dict]:
                 "median_relative_change": float(np.median(relative_change(mine, ref))),
                 "max_relative_change": float(relative_change(mine, ref).max()),
             }
-            for branch, mine, ref in zip(("S_r", "S_p"), branches, reference)
+            for branch, mine, ref in zip(("S_r", "S_p", "S_kl"), branches, reference)
+            if np.abs(ref).sum() > 0  # a branch the model type lacks
         }
     return doc
 

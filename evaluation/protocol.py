@@ -95,7 +95,8 @@ def score_table(
     """For every named weight triple: object scores, raw and smoothed frame scores, AUROC
     summary. With `border_margin`, objects within it of the image border are z-scored with the
     border group's statistics (eval.border_stats)."""
-    check_finite(table.s_r, table.s_p, table.video_idx, table.frame_idx, table.videos, "scoring")
+    where = (table.video_idx, table.frame_idx, table.videos, "scoring")
+    check_finite(table.s_r, table.s_p, *where, s_kl=table.s_kl)
     results = {}
     border = None
     if border_margin is not None:

@@ -29,7 +29,7 @@ per-object training errors that eval.py cached beside the checkpoint
 (<ckpt>.train_object_scores.npz; one pass over the training cubes when missing). The training
 frames were seen in training, so expect more false alarms than F on new normal footage. Without
 that file and the training cubes, `--far` falls back to a normal approximation per object:
-threshold = z(1 - F) * (|w_r| + |w_p|), the quantile of a fused score whose two z-scored terms
+threshold = z(1 - F) * (sum of |weights|), the quantile of a fused score whose z-scored terms
 are standard normal and fully correlated; this ignores the maximum over objects and the
 smoothing, so it is a rough guide only (the output says which was used).
 """
@@ -220,10 +220,11 @@ def detect_video(
                     show(live.push(index, raw, (frame, boxes, scores, raw)))
 
             for item in scored:
-                if not (np.isfinite(item.s_r).all() and np.isfinite(item.s_p).all()):
+                errors = (item.s_r, item.s_p, item.s_kl)
+                if not all(np.isfinite(e).all() for e in errors):
                     raise DetectError(
                         f"{video.source}: non-finite object error at frame {item.index} "
-                        f"(S_r {list(item.s_r)}, S_p {list(item.s_p)})"
+                        f"(S_r {list(item.s_r)}, S_p {list(item.s_p)}, S_kl {list(item.s_kl)})"
                     )
                 scores = det.fuse(
                     item.s_r, item.s_p, item.boxes, video.frame_size, item.s_a, item.s_kl

@@ -30,11 +30,18 @@ OPTIONAL_SCORES = {"a": "the appearance novelty S_a", "kl": "the latent divergen
 
 
 def check_finite(
-    s_r: np.ndarray, s_p: np.ndarray, video_idx, frame_idx, videos: Sequence[str], source: str
+    s_r: np.ndarray,
+    s_p: np.ndarray,
+    video_idx,
+    frame_idx,
+    videos: Sequence[str],
+    source: str,
+    s_kl: np.ndarray | None = None,
 ) -> None:
-    """A NaN or infinite object error is an error naming the video, frame and object (a frame
-    score built from it would silently leave the ROC)."""
-    bad = np.flatnonzero(~(np.isfinite(s_r) & np.isfinite(s_p)))
+    """A NaN or infinite object error (S_r, S_p, or S_kl when given) is an error naming the
+    video, frame and object (a frame score built from it would silently leave the ROC)."""
+    s_kl = np.zeros_like(s_r) if s_kl is None else s_kl
+    bad = np.flatnonzero(~(np.isfinite(s_r) & np.isfinite(s_p) & np.isfinite(s_kl)))
     if bad.size:
         i = int(bad[0])
         video = videos[int(video_idx[i])]
@@ -43,7 +50,8 @@ def check_finite(
         )
         k = int(np.flatnonzero(same_frame).tolist().index(i))
         raise ValueError(
-            f"{source}: non-finite object error (S_r {s_r[i]}, S_p {s_p[i]}) in video {video}, "
+            f"{source}: non-finite object error (S_r {s_r[i]}, S_p {s_p[i]}, S_kl {s_kl[i]}) in "
+            f"video {video}, "
             f"frame {int(frame_idx[i])}, object {k} of that frame ({bad.size} such object(s) in "
             "all); check that frame's cube (its flows or frames) or the model"
         )
@@ -139,7 +147,8 @@ def fuse_scores(
             continue
         if values is None or f"std_{key}" not in stats:
             raise ValueError(
-                f"eval.w_{key} is {weight} but {OPTIONAL_SCORES[key]} or its training "
+                f"eval.w_{key} is {weight} but {OPTIONAL_SCORES.get(key, f'S_{key}')} or its "
+                "training "
                 "statistics are missing (evaluate again without --rescore)"
             )
         std = float(stats[f"std_{key}"])

@@ -124,8 +124,8 @@ def _training_pass(
         model, dataset, settings.batch_size, settings.num_workers, device, "training statistics"
     )
     # before anything is cached: a NaN here would poison the statistics for good
-    check_finite(s_r, s_p, dataset.video_idx, dataset.frame_idx, dataset.videos, "training cubes")
-    check_finite(s_kl, s_kl, dataset.video_idx, dataset.frame_idx, dataset.videos, "training S_kl")
+    where = (dataset.video_idx, dataset.frame_idx, dataset.videos, "training cubes")
+    check_finite(s_r, s_p, *where, s_kl=s_kl)
     objects = {
         "s_r": s_r,
         "s_p": s_p,

@@ -11,7 +11,7 @@ import torch
 from engine.stages import train_stage
 from evaluation.protocol import evaluate, rescore
 from models.losses import object_divergence
-from scoring.frame_scores import empty_frame_score, fuse_scores
+from scoring.frame_scores import border_statistics, empty_frame_score, fuse_scores
 from scoring.weights import ScoreSet
 
 STATS = {"mean_r": 10.0, "std_r": 2.0, "mean_p": 4.0, "std_p": 0.5, "mean_kl": 3.0, "std_kl": 1.5}
@@ -97,3 +97,18 @@ def test_divergence_in_evaluation_statistics_and_rescore(tiny_cfg, tmp_path):
     assert rescore(plain)["scores"]["frame_prediction"] == metrics["scores"]["frame_prediction"]
     with pytest.raises(ValueError, match="S_kl .*evaluate again without --rescore"):
         rescore(with_kl)
+
+
+def test_border_objects_take_the_divergence_statistics_of_their_group():
+    s_r = s_p = np.zeros(4)
+    s_kl = np.array([1.0, 3.0, 10.0, 30.0])
+    border = np.array([False, False, True, True])
+    stats = {"groups": border_statistics(s_r, s_p, border, 1.0, s_kl=s_kl)}
+    assert stats["groups"]["interior"]["mean_kl"] == 2.0
+    assert stats["groups"]["border"]["std_kl"] == 10.0
+    fused = fuse_scores(
+        np.zeros(2), np.zeros(2), stats, 0.0, 0.0, border=[False, True], s_kl=[3.0, 30.0], w_kl=1
+    )
+    np.testing.assert_allclose(fused, [1.0, 1.0])  # each one sigma above its own group
+    empty = empty_frame_score(stats, 0.0, 0.0, grouped=True, w_kl=1.0)
+    assert empty == pytest.approx(-2.0)  # a zero-error object against the interior objects

@@ -110,6 +110,12 @@ def test_trained_run_scores_through_the_export_and_refreshes_a_stale_one(tiny_ru
         torch_run.model.model, onnx_run.ckpt, onnx_run.ckpt_path, shape
     )
     assert metadata["checkpoint"]["epoch"] == onnx_run.ckpt["epoch"]
+    # so is one made by older code, without an output that scoring now reads (S_kl)
+    write_json(metadata_path(path), {**metadata, "outputs": ["flow_recon", "frame_pred"]})
+    _, metadata = export_for_scoring(
+        torch_run.model.model, onnx_run.ckpt, onnx_run.ckpt_path, shape
+    )
+    assert metadata["outputs"] == ["flow_recon", "frame_pred", "latent_divergence"]
 
 
 def test_backend_settings_are_checked_before_anything_is_exported(tiny_run, fast_bf16):

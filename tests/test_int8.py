@@ -32,7 +32,7 @@ def test_int8_parts_split_the_convolutions_and_the_quantised_graph_scores(tiny_r
     )
     int8 = exported_model(out, "openvino", metadata["outputs"])
     int8_scores = object_scores(int8(frames, flows))
-    s_r, s_p = (s.numpy() for s in int8_scores)
+    s_r, s_p = int8_scores.s_r.numpy(), int8_scores.s_p.numpy()
     assert np.isfinite(s_r).all() and np.isfinite(s_p).all()
     assert not np.allclose(s_r, float_scores[0].numpy())  # ML-MemAE-SC was quantised ...
     # ... and the CVAE was not, but gets the quantised reconstructions as its condition

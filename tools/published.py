@@ -71,7 +71,8 @@ def published_score(folder: Path, score: str | None = None) -> dict | None:
         return None
     scores = read_json(path)["scores"]
     if score == PAPER_FUSION and score not in scores:
-        score = "fused"  # a run without S_a: its fused score is the paper's
+        # a run without S_a: its fused score without S_kl, or its fused score, is the paper's
+        score = "fused_without_divergence" if "fused_without_divergence" in scores else "fused"
     if score == WITH_S_A:
         score = "fused" if PAPER_FUSION in scores else None
         if score is None:

@@ -483,7 +483,7 @@ def standin_readme_text(root: Path) -> str:
     if not path.is_file():
         return "The stand-in has not been scored for the headline run yet."
     scores = read_json(path)["scores"]
-    paper = scores.get(PAPER_FUSION, scores["fused"])
+    paper = scores.get(PAPER_FUSION, scores.get("fused_without_divergence", scores["fused"]))
     when = "scored before the headline's S_a gained orientation histograms: " if pixels_only else ""
     s_a = "S_a of pixels alone" if pixels_only else "S_a alone"
     text = (
