@@ -41,7 +41,8 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert text.rstrip().endswith("## Reading\nby hand")
     assert "| HF2-VAD | 99.30 | 99.50 | 99.90 | validated, medfilt |" in text
     assert "| w/o frame prediction (ML-MemAE-SC alone) | 98.80 | 97.50 | 98.00 |" in text
-    assert "| w/o flow reconstruction (CVAE on the original flows) | 94.50 | 91.25 |" in text
+    assert "| w/o flow reconstruction (CVAE on the original flows, S_p) | 94.50 | 91.25 |" in text
+    assert "latent divergence" not in text  # this CVAE run does not fuse S_kl
     assert "| CVAE on original flows | 94.48 | 91.25 | 92.00 |" in text
     assert "| MemAE | 96.27 | not run yet |" in text
     assert "| sampled z, 2 seed(s) (range) | 99.3065-99.3089 | 99.410-99.620 |" in text
@@ -52,6 +53,19 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| run | S_p micro AUROC % | as trained | zero flows |" in text
     assert "| [`ped2_cpu_cvae`](ped2_cpu_cvae/report.md) | 91.25 | 9.70 | 12.40 |" in text
     assert "References (no model): copy of x4 16.80." in text
+
+
+def test_a_run_that_fuses_s_kl_shows_the_papers_s_p_beside_it(tmp_path):
+    scores = {
+        "prediction_with_divergence": (96.5, 97.0),
+        "frame_prediction": (93.25, 95.0),
+        "latent_divergence": (92.0, 94.0),
+    }
+    write_metrics(tmp_path / "ped2_cpu_cvae", scores, "prediction_with_divergence")
+    text = gather(tmp_path).read_text()
+    assert "| w/o flow reconstruction (CVAE on the original flows, S_p) | 94.50 | 93.25 |" in text
+    assert "| w/o flow reconstruction + latent divergence S_kl (ours) | – | 96.50 |" in text
+    assert "| CVAE on original flows | 94.48 | 93.25 | 95.00 |" in text  # Table 2: the paper's
 
 
 def test_recipe_tells_the_three_schedules_apart(tmp_path):
