@@ -10,9 +10,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from models import object_scores
+from models import ObjectErrors
 from pre_process.stream import StreamFrame
 from scoring.frame_scores import smooth
+from scoring.statistics import object_errors
 
 
 class ScoredFrame(NamedTuple):
@@ -28,21 +29,21 @@ class ScoredFrame(NamedTuple):
 
 
 @torch.inference_mode()
-def cube_errors(model, frame_cubes, flow_cubes, device, batch_size: int):
+def cube_errors(model, frame_cubes, flow_cubes, device, batch_size: int) -> ObjectErrors:
     """(S_r, S_p, S_kl) float64 [N] of cubes in the on-disk layout (uint8 [N, 5, s, s, 3] and
     float32 [N, 4, s, s, 2]), converted as `datasets.CubeDataset` does, in batches of
     `batch_size`."""
-    parts = []
-    for start in range(0, len(frame_cubes), batch_size):
-        frames = torch.from_numpy(frame_cubes[start : start + batch_size]).to(device)
-        frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous()
-        flows = torch.from_numpy(flow_cubes[start : start + batch_size]).to(device)
-        errors = object_scores(model(frames, flows.permute(0, 1, 4, 2, 3).contiguous()))
-        parts.append([e.double().cpu().numpy() for e in errors])
-    if not parts:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    s_r, s_p, s_kl = (np.concatenate(column) for column in zip(*parts))
-    return s_r, s_p, s_kl
+
+    def batches():
+        for start in range(0, len(frame_cubes), batch_size):
+            frames = torch.from_numpy(frame_cubes[start : start + batch_size]).to(device)
+            flows = torch.from_numpy(flow_cubes[start : start + batch_size]).to(device)
+            yield (
+                frames.permute(0, 1, 4, 2, 3).float().div_(255.0).contiguous(),
+                flows.permute(0, 1, 4, 2, 3).contiguous(),
+            )
+
+    return object_errors(model, batches())
 
 
 def score_stream(

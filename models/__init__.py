@@ -4,7 +4,7 @@ from models.builder import build_cvae, build_loss, build_memae, build_model
 from models.cvae import CVAE
 from models.hybrid import HF2VAD
 from models.inference import ScoringModel, fuse_for_inference, scoring_model
-from models.losses import HF2VADLoss, memae_loss, object_scores
+from models.losses import HF2VADLoss, ObjectErrors, memae_loss, object_scores
 from models.memory import Memory
 from models.ml_memae_sc import VARIANTS, MLMemAESC
 from models.types import MODEL_TYPES, ModelType, model_type
@@ -20,6 +20,7 @@ __all__ = [
     "FrameVAE",
     "HF2VADLoss",
     "MLMemAESC",
+    "ObjectErrors",
     "Memory",
     "ScoringModel",
     "build_cvae",

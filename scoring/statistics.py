@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from engine.checkpoint import checkpoint_identity
-from models import object_scores
+from models import ObjectErrors, object_scores
 from scoring.frame_scores import border_statistics, check_finite, touches_border
 from scoring.weights import ScoreSet
 from utils.io import read_json, write_json, write_npz
@@ -93,20 +94,23 @@ class ScoringSettings:
 
 
 @torch.inference_mode()
+def object_errors(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> ObjectErrors:
+    """(S_r, S_p, S_kl) as float64 numpy [N] each, of (frames, flows) batches on the model's
+    device, concatenated in order."""
+    parts = [[e.double().cpu().numpy() for e in object_scores(model(*b))] for b in batches]
+    if not parts:
+        return ObjectErrors(np.zeros(0), np.zeros(0), np.zeros(0))
+    return ObjectErrors(*(np.concatenate(column) for column in zip(*parts)))
+
+
 def collect_object_scores(
     model, dataset, batch_size: int, num_workers: int, device, desc: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> ObjectErrors:
     """(S_r, S_p, S_kl) of every cube of `dataset` in test mode, float64 [N] each."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    parts = []
-    for batch in progress_bar(loader, desc=desc, leave=False, dynamic_ncols=True):
-        out = model(batch["frames"].to(device), batch["flows"].to(device))
-        parts.append([s.double().cpu().numpy() for s in object_scores(out)])
-    if not parts:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    s_r, s_p, s_kl = (np.concatenate(column) for column in zip(*parts))
-    return s_r, s_p, s_kl
+    batches = progress_bar(loader, desc=desc, leave=False, dynamic_ncols=True)
+    return object_errors(model, ((b["frames"].to(device), b["flows"].to(device)) for b in batches))
 
 
 OBJECT_KEYS = ("s_r", "s_p", "video_idx", "frame_idx", "num_frames", "boxes", "frame_size")
