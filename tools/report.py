@@ -75,7 +75,7 @@ def auroc_rows(metrics: dict, paper: tuple[str, float] | None) -> list[str]:
     for name, s in metrics["scores"].items():
         label = score_label(name, s)
         if name == metrics["main_score"]:
-            label = f"**ours, {label}**"
+            label = f"**ours, {label.removesuffix(' (ours)')}**"
         lines.append(f"| {label} | {fmt2(s['micro_auroc'])} | {fmt2(s['macro_auroc'])} |")
     base = metrics["baseline_flow_magnitude"]
     lines.append(
