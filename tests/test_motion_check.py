@@ -10,7 +10,14 @@ from fake_cubes import tiny_overrides
 from datasets import CubeDataset, CubeSource
 from engine.stages import train_stage
 from models.losses import object_scores
-from tools.motion_check import crop_flow, load_run_model, main, units_scale, warp_by_flow
+from tools.motion_check import (
+    crop_flow,
+    kept_epochs,
+    load_run_model,
+    main,
+    units_scale,
+    warp_by_flow,
+)
 from tools.report import current_motion_checks, motion_check_section
 from utils.config import load_config
 
@@ -51,6 +58,11 @@ def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     best = [doc for doc in epochs if doc["checkpoint"]["epoch"] == check["checkpoint"]["epoch"]]
     assert best[0]["rows"] == rows  # epoch_NNN.pth of the best epoch holds best.pth's weights
     assert best[0]["checkpoint"]["saved_at"] == check["checkpoint"]["saved_at"]
+    first = kept_epochs(run)[0]  # a checkpoint other than the evaluated one: its own file
+    main(["--run", str(run), "--num-cubes", "40", "--checkpoint", str(first)])
+    name = f"motion_check_testing_{first.parent.name}_{first.stem}.json"
+    other = json.loads((run / "eval" / name).read_text())
+    assert other["checkpoint"]["epoch"] == 1 and other["rows"] == epochs[0]["rows"]
     (run / "eval" / "metrics.json").write_text(json.dumps({"checkpoint": check["checkpoint"]}))
     current = [path.name for path, _ in current_motion_checks(run / "eval")]
     assert current == ["motion_check_testing.json", "motion_epochs_testing.json"]

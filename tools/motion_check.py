@@ -12,7 +12,8 @@ gets much worse without its flows; one that ignores them does not. Float32, late
 mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can tell a stale
 check) to <run>/eval/motion_check_<split>.json. --all-epochs checks every epoch_NNN.pth of the final
 stage (train.keep_epochs) instead: does the use of flows grow with training? It writes
-<run>/eval/motion_epochs_<split>.json.
+<run>/eval/motion_epochs_<split>.json. --checkpoint checks another checkpoint of the run (e.g.
+stage2/best.pth before stage 3's fine-tuning) into motion_check_<split>_<folder>_<name>.json.
 """
 
 from __future__ import annotations
@@ -164,12 +165,15 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--all-epochs", action="store_true", help="every epoch_NNN.pth (train.keep_epochs)"
     )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="another checkpoint than the evaluated one (e.g. stage 2's)"
+    )
     args = parser.parse_args(argv)
     if args.all_epochs:
         out, doc = check_epochs(args.run, args.split, args.num_cubes)
         print("\n".join(motion_epochs_table(out, doc)[3:]) + f"\n\nwritten to {out}")
         return
-    doc = check_run(args.run, args.split, args.num_cubes)
+    doc = check_run(args.run, args.split, args.num_cubes, args.checkpoint)
     print(
         f"{args.run} ({doc['checkpoint']['path']}), {doc['num_cubes']} {doc['split']} cubes; "
         "S_p against x5:\n"
@@ -177,7 +181,10 @@ def main(argv=None) -> None:
     print("| x5 estimate | mean S_p | median S_p |\n|---|---|---|")
     for name, row in doc["rows"].items():
         print(f"| {name} | {row['mean']:.2f} | {row['median']:.2f} |")
-    out = args.run / "eval" / f"motion_check_{doc['split'].replace('/', '_')}.json"
+    name = f"motion_check_{doc['split'].replace('/', '_')}"
+    if args.checkpoint is not None:  # beside the evaluated checkpoint's check, not over it
+        name += f"_{args.checkpoint.parent.name}_{args.checkpoint.stem}"
+    out = args.run / "eval" / f"{name}.json"
     write_json(out, doc)
     print(f"\nwritten to {out}")
 
