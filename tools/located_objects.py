@@ -131,7 +131,7 @@ def _median(values: list) -> float | None:
 
 
 def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    return "–" if value is None else f"{value:.3g}"  # S_kl is of order 1e-3
 
 
 def main(argv=None) -> None:
