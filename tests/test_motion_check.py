@@ -9,8 +9,10 @@ from fake_cubes import tiny_overrides
 
 from datasets import CubeDataset, CubeSource
 from engine.stages import train_stage
+from models import build_model
 from models.losses import object_scores
 from tools.motion_check import (
+    candidate_frames,
     crop_flow,
     kept_epochs,
     load_run_model,
@@ -18,7 +20,8 @@ from tools.motion_check import (
     units_scale,
     warp_by_flow,
 )
-from tools.report import current_motion_checks, motion_check_section
+from tools.published import RECON_WARP
+from tools.report import _references, current_motion_checks, motion_check_section
 from utils.config import load_config
 
 
@@ -102,3 +105,19 @@ def test_motion_check_needs_a_cvae_with_flows(tmp_path, one_thread):
     train_stage(cfg, 2)
     with pytest.raises(SystemExit, match="needs a CVAE that takes flows"):
         load_run_model(tmp_path / "run")
+
+
+def test_a_hybrid_is_also_checked_with_its_reconstructed_flow():
+    small = ["model.memae.feature_root=8", "model.memae.num_slots=50", "model.cvae.nf_start=8"]
+    model = build_model(load_config(None, [*small, "model.cvae.nf_max=16"]).model).eval()
+    gen = torch.Generator().manual_seed(0)
+    frames, flows = torch.rand(2, 5, 3, 32, 32, generator=gen), torch.randn(2, 4, 2, 32, 32)
+    boxes = torch.tensor([[0.0, 0.0, 64.0, 32.0], [10.0, 20.0, 42.0, 84.0]])
+    candidates = candidate_frames(model, frames, flows, boxes)
+    with torch.inference_mode():
+        recon = model(frames, flows)["flow_recon"][:, -1]
+    expected = warp_by_flow(frames[:, -2], crop_flow(recon, boxes))
+    torch.testing.assert_close(candidates[RECON_WARP], expected)
+    rows = {name: {"mean": 1.0, "median": 1.0} for name in candidates}
+    assert RECON_WARP not in _references(rows)  # it needs the model: not a model-free reference
+    assert "x4 moved by the true last flow" in _references(rows)

@@ -1,5 +1,5 @@
 """Does a run's frame predictor use motion? Its error on evenly spaced cubes as trained and with
-one input taken away, beside two model-free references.
+one input taken away, beside references.
 
     python -m tools.motion_check --run runs/ped2_cpu [--split testing] [--num-cubes 256]
                                  [--all-epochs]
@@ -7,8 +7,9 @@ one input taken away, beside two model-free references.
 Every row is the S_p of docs/method.md §6 (squared error summed over 3 x 32 x 32) against the target
 x5, mean and median over the cubes: the prediction as trained; with zero flows; with the flows of
 another cube; without frame history (x1..x3 replaced by x4); then copying x4, and x4 moved by the
-true last flow (bilinear backward warp, the flow converted to crop pixels). A CVAE that uses motion
-gets much worse without its flows; one that ignores them does not. Float32, latents at the posterior
+true last flow (bilinear backward warp, the flow converted to crop pixels) and, for a hybrid, by
+ML-MemAE-SC's reconstruction of it (what the hybrid's CVAE sees). A CVAE that uses motion gets
+much worse without its flows; one that ignores them does not. Float32, latents at the posterior
 mean. Prints a table; writes JSON (with the checkpoint's identity, so that a report can tell a stale
 check) to <run>/eval/motion_check_<split>.json. --all-epochs checks every epoch_NNN.pth of the final
 stage (train.keep_epochs) instead: does the use of flows grow with training? It writes
@@ -30,6 +31,7 @@ from engine.checkpoint import checkpoint_identity
 from engine.run_dir import RunLayout
 from inference.trained_run import load_run, run_config_path
 from models import model_type
+from tools.published import RECON_WARP
 from tools.report import motion_epochs_table
 from utils.cli import run_cli
 from utils.config import load_config, replaced
@@ -84,7 +86,7 @@ def candidate_frames(model, frames, flows, boxes, scale=(1.0, 1.0)) -> dict[str,
         return model.cvae(frame_inputs, motion_inputs, sample_latent=False)["frame_pred"]
 
     true_motion = crop_flow(flows[:, -1], boxes, scale)
-    return {
+    candidates = {
         "prediction (as trained)": predict(inputs, motion),
         "prediction, zero flows": predict(inputs, torch.zeros_like(motion)),
         "prediction, flows of another cube": predict(inputs, motion.roll(len(motion) // 2, 0)),
@@ -94,6 +96,9 @@ def candidate_frames(model, frames, flows, boxes, scale=(1.0, 1.0)) -> dict[str,
         "copy of x4": last,
         "x4 moved by the true last flow": warp_by_flow(last, true_motion),
     }
+    if flow_recon is not None:  # how much motion the flows that a hybrid's CVAE sees still hold
+        candidates[RECON_WARP] = warp_by_flow(last, crop_flow(flow_recon[:, -1], boxes, scale))
+    return candidates
 
 
 def motion_check(model, dataset: CubeDataset, scale=(1.0, 1.0), batch_size=64) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from utils.io import read_json
 
 PAPER_FUSION = "fused_without_appearance"  # the paper's fused score when a run adds S_a
 WITH_S_A = "fused with S_a"  # a run's fused score, shown only when it adds S_a
+RECON_WARP = "x4 moved by the reconstructed last flow"  # a motion-check row that needs a model
 DIVERGENCE = "prediction_with_divergence"  # a frame predictor's S_p fused with its S_kl (ours)
 
 
