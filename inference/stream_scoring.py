@@ -28,7 +28,6 @@ class ScoredFrame(NamedTuple):
     s_kl: np.ndarray | None = None  # float64 [K], the latent divergence (zeros without a CVAE)
 
 
-@torch.inference_mode()
 def cube_errors(model, frame_cubes, flow_cubes, device, batch_size: int) -> ObjectErrors:
     """(S_r, S_p, S_kl) float64 [N] of cubes in the on-disk layout (uint8 [N, 5, s, s, 3] and
     float32 [N, 4, s, s, 2]), converted as `datasets.CubeDataset` does, in batches of

@@ -129,8 +129,9 @@ def object_divergence(out: dict) -> torch.Tensor | None:
 
 
 class ObjectErrors(NamedTuple):
-    """Per-object errors [B] in float32: S_r, S_p and the latent divergence S_kl; zeros for a
-    missing branch."""
+    """Per-object errors [B]: S_r, S_p and the latent divergence S_kl; zeros for a missing
+    branch. float32 tensors from `object_scores`; float64 numpy arrays where scoring gathers
+    them (`scoring.statistics.object_errors`)."""
 
     s_r: torch.Tensor
     s_p: torch.Tensor

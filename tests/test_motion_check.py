@@ -61,11 +61,12 @@ def test_motion_check_on_a_tiny_cvae_run(tmp_path, one_thread):
     best = [doc for doc in epochs if doc["checkpoint"]["epoch"] == check["checkpoint"]["epoch"]]
     assert best[0]["rows"] == rows  # epoch_NNN.pth of the best epoch holds best.pth's weights
     assert best[0]["checkpoint"]["saved_at"] == check["checkpoint"]["saved_at"]
-    first = kept_epochs(run)[0]  # a checkpoint other than the evaluated one: its own file
-    main(["--run", str(run), "--num-cubes", "40", "--checkpoint", str(first)])
-    name = f"motion_check_testing_{first.parent.name}_{first.stem}.json"
-    other = json.loads((run / "eval" / name).read_text())
-    assert other["checkpoint"]["epoch"] == 1 and other["rows"] == epochs[0]["rows"]
+    # --checkpoint writes a file of its own and no table in the report, even for the epoch copy
+    # of the evaluated checkpoint (the same identity)
+    copy = kept_epochs(run)[check["checkpoint"]["epoch"] - 1]
+    main(["--run", str(run), "--num-cubes", "40", "--checkpoint", str(copy)])
+    other = json.loads((run / "eval" / f"motion_check_testing_stage2_{copy.stem}.json").read_text())
+    assert other["rows"] == rows and other["explicit_checkpoint"]
     (run / "eval" / "metrics.json").write_text(json.dumps({"checkpoint": check["checkpoint"]}))
     current = [path.name for path, _ in current_motion_checks(run / "eval")]
     assert current == ["motion_check_testing.json", "motion_epochs_testing.json"]

@@ -167,10 +167,11 @@ def main(argv=None) -> None:
     parser.add_argument("--run", type=Path, required=True, help="a trained run directory")
     parser.add_argument("--split", default=None, help="cube split (default: the test split)")
     parser.add_argument("--num-cubes", type=int, default=256, help="evenly spaced cubes")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--all-epochs", action="store_true", help="every epoch_NNN.pth (train.keep_epochs)"
     )
-    parser.add_argument(
+    which.add_argument(
         "--checkpoint", type=Path, help="another checkpoint than the evaluated one (e.g. stage 2's)"
     )
     args = parser.parse_args(argv)
@@ -188,7 +189,9 @@ def main(argv=None) -> None:
         print(f"| {name} | {row['mean']:.2f} | {row['median']:.2f} |")
     name = f"motion_check_{doc['split'].replace('/', '_')}"
     if args.checkpoint is not None:  # beside the evaluated checkpoint's check, not over it
-        name += f"_{args.checkpoint.parent.name}_{args.checkpoint.stem}"
+        checkpoint = args.checkpoint.resolve()
+        name += f"_{checkpoint.parent.name}_{checkpoint.stem}"
+        doc["explicit_checkpoint"] = True
     out = args.run / "eval" / f"{name}.json"
     write_json(out, doc)
     print(f"\nwritten to {out}")

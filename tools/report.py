@@ -331,6 +331,8 @@ def current_motion_checks(eval_dir: Path) -> list[tuple[Path, dict]]:
         eval_dir.glob("motion_epochs_*.json")
     )
     checks = [(path, read_json(path)) for path in paths]
+    # a --checkpoint check of an epoch copy of the scored checkpoint would repeat its table
+    checks = [(path, doc) for path, doc in checks if not doc.get("explicit_checkpoint")]
     return [(path, doc) for path, doc in checks if made_with_scored(doc)]
 
 
@@ -359,7 +361,7 @@ def motion_epochs_table(path: Path, doc: dict) -> list[str]:
     """One row per kept epoch of a `motion_check --all-epochs` document: mean S_p of each
     prediction, then the model-free references (the same at every epoch)."""
     first = doc["epochs"][0]
-    predictions = _predictions(first["rows"])
+    predictions = _model_rows(first["rows"])
     return [
         "",
         f"## Does the CVAE's use of flows grow with training? ({first['num_cubes']} "
@@ -380,8 +382,14 @@ def motion_epochs_table(path: Path, doc: dict) -> list[str]:
 
 
 def _predictions(rows: dict) -> list[str]:
-    """The model's rows of a motion check; the others are model-free references."""
+    """The frame predictor's rows of a motion check."""
     return [name for name in rows if name.startswith("prediction")]
+
+
+def _model_rows(rows: dict) -> list[str]:
+    """The rows that change with the checkpoint: the predictions and, for a hybrid, x4 moved by
+    its reconstructed flow; the others are model-free references."""
+    return _predictions(rows) + [RECON_WARP] * (RECON_WARP in rows)
 
 
 def _means(rows: dict, names: list[str]) -> str:
@@ -389,9 +397,9 @@ def _means(rows: dict, names: list[str]) -> str:
 
 
 def _references(rows: dict) -> str:
-    """The model-free references of a motion check (a hybrid's reconstructed flow is not one)."""
-    skip = {*_predictions(rows), RECON_WARP}
-    return "; ".join(f"{k} {v['mean']:.2f}" for k, v in rows.items() if k not in skip)
+    """The model-free references of a motion check."""
+    model_rows = _model_rows(rows)
+    return "; ".join(f"{k} {v['mean']:.2f}" for k, v in rows.items() if k not in model_rows)
 
 
 def publish(run_dir: Path, out_dir: Path, notes: str = "") -> Path:
@@ -492,7 +500,7 @@ def _ped2_tables(root: Path) -> list[str]:
     lines = ["## Table 1 (Ped2)", "", *head]
     for label, paper, folder, score in TABLE1:
         result = published_score(root / folder, score)
-        if result is None and paper is None and (root / folder / "metrics.json").is_file():
+        if result is None and score in (WITH_S_A, DIVERGENCE):
             continue  # a score of ours that this run does not compute
         lines.append(_row(label, paper, result, root, folder))
     lines += [
