@@ -14,6 +14,7 @@ PAPER_FUSION = "fused_without_appearance"  # the paper's fused score when a run 
 WITH_S_A = "fused with S_a"  # a run's fused score, shown only when it adds S_a
 RECON_WARP = "x4 moved by the reconstructed last flow"  # a motion-check row that needs a model
 DIVERGENCE = "prediction_with_divergence"  # a frame predictor's S_p fused with its S_kl (ours)
+OPTIONAL_SCORES = (WITH_S_A, DIVERGENCE)  # scores of ours: a table row only where a run has them
 
 
 SCORE_NAMES = {

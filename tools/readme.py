@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tools.published import (
     DIVERGENCE,
+    OPTIONAL_SCORES,
     PAPER_FUSION,
     WITH_S_A,
     fmt2,
@@ -61,7 +62,7 @@ def ped2_readme_table(root: Path) -> str:
             continue
         metrics = read_json(path)
         result = published_score(root / folder, score)
-        if result is None and score in (WITH_S_A, DIVERGENCE):
+        if result is None and score in OPTIONAL_SCORES:
             continue  # a score of ours that this run does not compute
         if result is None:
             lines.append(f"| {label} | not run yet | | | | `{folder}` |")

@@ -23,6 +23,7 @@ from datasets.frames import Video, list_videos
 from engine.run_dir import RunLayout
 from tools.published import (
     DIVERGENCE,
+    OPTIONAL_SCORES,
     PAPER_FUSION,
     RECON_WARP,
     WITH_S_A,
@@ -331,9 +332,12 @@ def current_motion_checks(eval_dir: Path) -> list[tuple[Path, dict]]:
         eval_dir.glob("motion_epochs_*.json")
     )
     checks = [(path, read_json(path)) for path in paths]
-    # a --checkpoint check of an epoch copy of the scored checkpoint would repeat its table
-    checks = [(path, doc) for path, doc in checks if not doc.get("explicit_checkpoint")]
-    return [(path, doc) for path, doc in checks if made_with_scored(doc)]
+    # a --checkpoint check (even of an epoch copy of the scored checkpoint) gets no table
+    return [
+        (path, doc)
+        for path, doc in checks
+        if not doc.get("explicit_checkpoint") and made_with_scored(doc)
+    ]
 
 
 def motion_check_section(motion_checks: list[tuple[Path, dict]]) -> list[str]:
@@ -500,7 +504,7 @@ def _ped2_tables(root: Path) -> list[str]:
     lines = ["## Table 1 (Ped2)", "", *head]
     for label, paper, folder, score in TABLE1:
         result = published_score(root / folder, score)
-        if result is None and score in (WITH_S_A, DIVERGENCE):
+        if result is None and score in OPTIONAL_SCORES:
             continue  # a score of ours that this run does not compute
         lines.append(_row(label, paper, result, root, folder))
     lines += [
