@@ -175,6 +175,17 @@ def joint_error(lambda_recon: float, lambda_frame: float):
     return error
 
 
+def stage2_on_original_flows(cfg) -> bool:
+    """stage2.cvae_flows: whether a hybrid's CVAE learns from the reconstructed flows (the paper)
+    or from the original ones, stage 3 then fine-tuning it on the reconstructions (method §5)."""
+    choice = cfg.stage2.cvae_flows
+    if choice not in ("reconstructed", "original"):
+        raise ValueError(
+            f"config key 'stage2.cvae_flows' must be reconstructed or original, got {choice!r}"
+        )
+    return choice == "original"
+
+
 def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     """Train (or resume, or skip when finished) stage 2 or 3 for `cfg`; returns fit()'s summary."""
     check_stage(cfg.model.type, stage)
@@ -195,6 +206,8 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         model.set_memae_frozen(True)
         # The frozen ML-MemAE-SC gets no gradients; its loss terms are logged, not optimised.
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
+        if stage2_on_original_flows(cfg):
+            model.num_recon_flows = 0  # this stage only: checkpoints keep the model's own k
     criterion = build_loss(loss_cfg)
     schedule = StageSchedule.from_config(cfg[f"stage{stage}"])
     settings = FitSettings.from_config(cfg)
@@ -202,7 +215,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     out_dir = RunLayout.from_config(cfg).stage_dir(stage)
     skip = resume and finished(out_dir, schedule.num_epochs)  # fit() says so
     recon_paths = [out_dir / "frozen_recon_train.npz", out_dir / "frozen_recon_val.npz"]
-    if stage == 2 and model.memae is not None and not skip:
+    if stage == 2 and model.memae is not None and model.num_recon_flows > 0 and not skip:
         memae = model.memae.to(ctx.device)
 
         def with_recon(data, path: Path) -> WithFlowRecon:

@@ -93,6 +93,11 @@ class HF2VAD(nn.Module):
             out = self.memae(flows.flatten(0, 1))
         return out["recon"].view_as(flows), out["att_weights"]
 
+    def _skips_frozen_memae(self) -> bool:
+        """A frozen ML-MemAE-SC (no loss, no gradient) whose reconstructions the CVAE does not
+        see has nothing to do: stage 2 on the original flows (stage2.cvae_flows)."""
+        return self.memae_frozen and self.model_type == "hybrid" and self.num_recon_flows == 0
+
     def _check_inputs(self, frames: torch.Tensor, flows: torch.Tensor) -> None:
         if frames.dim() != 5 or flows.dim() != 5 or frames.shape[0] != flows.shape[0]:
             raise ValueError(
@@ -116,7 +121,7 @@ class HF2VAD(nn.Module):
         out = empty_output(frames, flows)
         if self.memae is not None and flow_recon is not None:
             out["flow_recon"] = flow_recon
-        elif self.memae is not None:
+        elif self.memae is not None and not self._skips_frozen_memae():
             out["flow_recon"], out["att_weights"] = self._reconstruct_flows(flows)
         if self.cvae is None:
             return out

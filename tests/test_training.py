@@ -194,3 +194,27 @@ def test_sampled_latents_depend_on_the_seed_only(tiny_cfg, tmp_path):
         "best.train_stats.sampled_seed1.json",
         "best.train_stats.sampled_seed2.json",
     ]
+
+
+def test_stage2_can_train_the_cvae_on_original_flows(tiny_cfg, monkeypatch):
+    """stage2.cvae_flows=original: stage 2 runs no ML-MemAE-SC at all (the CVAE sees the original
+    flows); stage 3 then fine-tunes on the reconstructions as usual."""
+    import engine.stages as stages
+    from models.hybrid import HF2VAD
+
+    train_stage1(tiny_cfg("stage1.num_epochs=1"))
+    with pytest.raises(ValueError, match="stage2.cvae_flows"):
+        train_stage(tiny_cfg("stage2.cvae_flows=both"), 2)
+    reconstruct = HF2VAD._reconstruct_flows
+
+    def no_memae(*args, **kwargs):
+        raise AssertionError("stage 2 on original flows ran ML-MemAE-SC")
+
+    monkeypatch.setattr(HF2VAD, "_reconstruct_flows", no_memae)
+    monkeypatch.setattr(stages, "cached_reconstructions", no_memae)
+    cfg = tiny_cfg("stage2.cvae_flows=original", "stage2.num_epochs=1", "stage3.num_epochs=1")
+    train_stage(cfg, 2)
+    with pytest.raises(AssertionError, match="ran ML-MemAE-SC"):
+        train_stage(cfg, 3)  # stage 3 does reconstruct
+    monkeypatch.setattr(HF2VAD, "_reconstruct_flows", reconstruct)
+    train_stage(cfg, 3)
