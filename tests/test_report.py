@@ -75,10 +75,17 @@ def test_recipe_tells_the_three_schedules_apart(tmp_path):
         ("validated", "train: {val_videos: ['08']}\nstage2: {num_epochs: 16}\n", "validated"),
         ("fast", "train: {val_videos: ['08']}\nstage2: {num_epochs: 3}\n", "fast"),
         ("first", "train: {val_videos: []}\nstage2: {num_epochs: 4}\n", "first"),
+        (
+            "original",
+            "model: {type: hybrid}\ntrain: {val_videos: ['08']}\n"
+            "stage2: {num_epochs: 16, cvae_flows: original}\n",
+            "validated",
+        ),
     ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(config + "eval: {smoothing: medfilt}\n")
-        assert recipe(tmp_path / name) == f"{expected}, medfilt"
+        suffix = ", stage 2 on original flows" if name == "original" else ""
+        assert recipe(tmp_path / name) == f"{expected}, medfilt{suffix}"
     assert recipe(tmp_path / "missing") == ""
 
 

@@ -54,7 +54,8 @@ def _fast_epochs() -> int:
 def recipe(folder: Path) -> str:
     """`validated` (validation split and early stopping), `fast` (the same with the stage 2
     of cfgs/ped2_cpu_fast.yaml, at most its epochs) or `first` (the first CPU schedule), read
-    from the published config; plus the smoothing (and the track window, when on)."""
+    from the published config; plus the smoothing (and the track window, when on) and, for a
+    hybrid whose stage 2 trained its CVAE on the original flows, that."""
     path = folder / "config.yaml"
     if not path.is_file():
         return ""
@@ -64,7 +65,10 @@ def recipe(folder: Path) -> str:
         epochs = (cfg.get("stage2") or {}).get("num_epochs", _fast_epochs() + 1)
         name = "fast" if epochs <= _fast_epochs() else "validated"
     tracks = int(cfg["eval"].get("track_window", 1))
-    return f"{name}, {cfg['eval']['smoothing']}" + (f", tracks {tracks}" if tracks > 1 else "")
+    text = f"{name}, {cfg['eval']['smoothing']}" + (f", tracks {tracks}" if tracks > 1 else "")
+    on_original = (cfg.get("stage2") or {}).get("cvae_flows") == "original"
+    hybrid = (cfg.get("model") or {}).get("type") == "hybrid"
+    return text + (", stage 2 on original flows" if on_original and hybrid else "")
 
 
 def published_score(folder: Path, score: str | None = None) -> dict | None:

@@ -446,7 +446,9 @@ column "recipe" says how each row was trained and smoothed: `validated` = the sc
 medfilt as the authors'); `fast` = the same with the short stages 2 and 3 of
 `cfgs/ped2_cpu_fast.yaml` (3 epochs and 1; 38 minutes for the whole recipe); `first` = the
 first CPU schedule (a fixed, short stage 2; checkpoints by training loss; edge-repeating median
-filter), kept until the row is rerun.
+filter), kept until the row is rerun; `stage 2 on original flows` = a hybrid whose stage 2
+trained its CVAE on the original flows, stage 3 fine-tuning it on the reconstructions
+(`stage2.cvae_flows`, docs/method.md §5).
 """
 TABLE1 = [  # (row, paper %, result folder, score name; None = the run's main score)
     ("HF2-VAD", 99.3, "ped2_cpu", PAPER_FUSION),
