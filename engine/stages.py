@@ -175,10 +175,9 @@ def joint_error(lambda_recon: float, lambda_frame: float):
     return error
 
 
-def stage2_on_original_flows(cfg) -> bool:
+def stage2_on_original_flows(choice: str) -> bool:
     """stage2.cvae_flows: whether a hybrid's CVAE learns from the reconstructed flows (the paper)
     or from the original ones, stage 3 then fine-tuning it on the reconstructions (method §5)."""
-    choice = cfg.stage2.cvae_flows
     if choice not in ("reconstructed", "original"):
         raise ValueError(
             f"config key 'stage2.cvae_flows' must be reconstructed or original, got {choice!r}"
@@ -206,7 +205,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
         model.set_memae_frozen(True)
         # The frozen ML-MemAE-SC gets no gradients; its loss terms are logged, not optimised.
         loss_cfg.update(lambda_recon=0.0, lambda_ent=0.0)
-        if stage2_on_original_flows(cfg):
+        if stage2_on_original_flows(cfg.stage2.cvae_flows):
             model.num_recon_flows = 0  # this stage only: checkpoints keep the model's own k
     criterion = build_loss(loss_cfg)
     schedule = StageSchedule.from_config(cfg[f"stage{stage}"])
