@@ -214,7 +214,7 @@ def train_stage(cfg, stage: int, resume: bool = False) -> dict:
     out_dir = RunLayout.from_config(cfg).stage_dir(stage)
     skip = resume and finished(out_dir, schedule.num_epochs)  # fit() says so
     recon_paths = [out_dir / "frozen_recon_train.npz", out_dir / "frozen_recon_val.npz"]
-    if stage == 2 and model.memae is not None and model.num_recon_flows > 0 and not skip:
+    if stage == 2 and model.memae is not None and model.cvae_sees_reconstructions() and not skip:
         memae = model.memae.to(ctx.device)
 
         def with_recon(data, path: Path) -> WithFlowRecon:

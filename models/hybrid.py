@@ -93,10 +93,11 @@ class HF2VAD(nn.Module):
             out = self.memae(flows.flatten(0, 1))
         return out["recon"].view_as(flows), out["att_weights"]
 
-    def _skips_frozen_memae(self) -> bool:
-        """A frozen ML-MemAE-SC (no loss, no gradient) whose reconstructions the CVAE does not
-        see has nothing to do: stage 2 on the original flows (stage2.cvae_flows)."""
-        return self.memae_frozen and self.model_type == "hybrid" and self.num_recon_flows == 0
+    def cvae_sees_reconstructions(self) -> bool:
+        """Whether the CVAE's motion input holds any ML-MemAE-SC reconstruction; when it holds
+        none, a frozen ML-MemAE-SC (no loss, no gradient) has nothing to do (stage 2 on the
+        original flows, stage2.cvae_flows)."""
+        return self.model_type == "hybrid" and self.num_recon_flows > 0
 
     def _check_inputs(self, frames: torch.Tensor, flows: torch.Tensor) -> None:
         if frames.dim() != 5 or flows.dim() != 5 or frames.shape[0] != flows.shape[0]:
@@ -119,9 +120,10 @@ class HF2VAD(nn.Module):
     ) -> dict:
         self._check_inputs(frames, flows)
         out = empty_output(frames, flows)
+        memae_idle = self.memae_frozen and not self.cvae_sees_reconstructions()
         if self.memae is not None and flow_recon is not None:
             out["flow_recon"] = flow_recon
-        elif self.memae is not None and not self._skips_frozen_memae():
+        elif self.memae is not None and not memae_idle:
             out["flow_recon"], out["att_weights"] = self._reconstruct_flows(flows)
         if self.cvae is None:
             return out
@@ -138,7 +140,7 @@ class HF2VAD(nn.Module):
     def cvae_motion(self, flows: torch.Tensor, flow_recon: torch.Tensor | None) -> torch.Tensor:
         """The flows the CVAE sees [B, F, 2, H, W]: the original ones, of which a hybrid
         replaces the last `num_recon_flows` by their reconstructions."""
-        if self.model_type != "hybrid" or self.num_recon_flows == 0:
+        if not self.cvae_sees_reconstructions():
             return flows
         num_original = flows.shape[1] - self.num_recon_flows
         return torch.cat([flows[:, :num_original], flow_recon[:, num_original:]], dim=1)
