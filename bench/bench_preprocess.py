@@ -110,7 +110,9 @@ def main() -> None:
         return sum(
             len(c[3])
             for f, fl, b in zip(frames, dis_flows, boxes)
-            for c in video_cubes(iter(f), fl, b, cube_cfg.size, cube_cfg.num_frames)
+            for c in video_cubes(
+                iter(f), fl, b, cube_cfg.size, cube_cfg.num_frames, cube_cfg.border_aspect
+            )
         )
 
     num_cubes = timed("cubes", cut_cubes)
@@ -127,6 +129,7 @@ def main() -> None:
                 dtype,
                 cube_cfg.size,
                 cube_cfg.num_frames,
+                cube_cfg.border_aspect,
             ):
                 pass
 

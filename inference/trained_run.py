@@ -138,6 +138,7 @@ class TrainedRun:
             flow_cfg.dtype,
             cube_cfg.size,
             cube_cfg.num_frames,
+            float(cube_cfg.border_aspect),
         )
 
     @functools.cached_property

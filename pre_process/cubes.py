@@ -3,14 +3,18 @@ files.
 
 For every box of frame i (the target), the same box is cropped from frames i-4 ... i and from the
 flows of frames i-3 ... i (flow j = frame j-1 -> j), each crop resized to 32x32 bilinearly. Frame
-indices before 0 are replaced by 0 (the first frame), so every frame gets its cubes.
+indices before 0 are replaced by 0 (the first frame), so every frame gets its cubes. With a
+`border_aspect` > 0, the crop of an object cut by the image border is completed beyond the border
+to a whole object's proportions (`complete_border_boxes`); the part outside the image is zero
+(black frames, no motion), so a partly visible object keeps its scale instead of being stretched.
 
 Layout of `<cache_dir>/cubes/<split>/` (N cubes):
 - `frames.npy`    uint8   [N, 5, 32, 32, 3]  RGB crops of frames i-4 ... i
 - `flows.npy`     float32 [N, 4, 32, 32, 2]  flow crops of frames i-3 ... i, (dx, dy) in pixels of
                                              the original frame, or of `preprocess.flow.units_size`
                                              when set (crops are resized, values not)
-- `boxes.npy`     float32 [N, 4]             (x1, y1, x2, y2) in the original frame
+- `boxes.npy`     float32 [N, 4]             (x1, y1, x2, y2) in the original frame, as detected
+                                             (not completed beyond the border)
 - `video_idx.npy` int32   [N]                index into manifest["videos"]
 - `frame_idx.npy` int32   [N]                0-based index of frame i in its video (or clip)
 - `manifest.json` videos, num_frames, count, frame_size, split, sources, config, fingerprint
@@ -30,6 +34,32 @@ from torchvision.ops import roi_align
 from utils.io import atomic_folder, open_npy_for_writing, write_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
+BORDER_MARGIN = 1.0  # a box within this many pixels of an image edge is cut by it
+
+
+def complete_border_boxes(
+    boxes: np.ndarray, frame_size: Sequence[int], aspect: float, margin: float = BORDER_MARGIN
+) -> np.ndarray:
+    """Crop boxes [N, 4] (x1, y1, x2, y2) for objects cut by the image border of a frame of
+    `frame_size` (height, width): a box at the left or right edge (not both) narrower than
+    `aspect` x its height is widened beyond that edge to that width; a box at the top or bottom
+    edge (not both) lower than its width / `aspect` is heightened beyond it (a box is at most
+    one of the two). `aspect` <= 0 returns the boxes unchanged.
+    """
+    out = np.array(boxes, dtype=np.float32).reshape(-1, 4)
+    if aspect <= 0 or len(out) == 0:
+        return out
+    height, width = frame_size
+    x1, y1, x2, y2 = (out[:, k].copy() for k in range(4))
+    want_w, want_h = aspect * (y2 - y1), (x2 - x1) / aspect
+    left, right = x1 <= margin, x2 >= width - margin
+    top, bottom = y1 <= margin, y2 >= height - margin
+    grow_w, grow_h = want_w > x2 - x1, want_h > y2 - y1
+    out[:, 0] = np.where(left & ~right & grow_w, x2 - want_w, x1)
+    out[:, 2] = np.where(right & ~left & grow_w, x1 + want_w, x2)
+    out[:, 1] = np.where(top & ~bottom & grow_h, y2 - want_h, y1)
+    out[:, 3] = np.where(bottom & ~top & grow_h, y1 + want_h, y2)
+    return out
 
 
 def crop_resize(
@@ -90,6 +120,7 @@ def video_cubes(
     boxes: list[np.ndarray],
     size: int = 32,
     num_frames: int = 5,
+    border_aspect: float = 0.0,
 ) -> Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (i, frame cubes uint8 [K, 5, s, s, 3], flow cubes float32 [K, 4, s, s, 2], boxes)
     for every frame i of a video that has boxes.
@@ -104,7 +135,7 @@ def video_cubes(
         if len(boxes[i]) == 0:
             continue
         box_array = np.asarray(boxes[i], dtype=np.float32)
-        cubes = cut_cubes(i, box_array, frame_ring, flow_ring, size, num_frames)
+        cubes = cut_cubes(i, box_array, frame_ring, flow_ring, size, num_frames, border_aspect)
         yield i, *cubes, boxes[i]
 
 
@@ -115,11 +146,14 @@ def cut_cubes(
     flow_ring: ImageRing,
     size: int = 32,
     num_frames: int = 5,
+    border_aspect: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cubes of frame i: crops of frames i-T+1 ... i (uint8 [K, T, s, s, 3]) and of flows
-    i-T+2 ... i (float32 [K, T-1, s, s, 2]), T = num_frames, indices below 0 replaced by 0."""
+    i-T+2 ... i (float32 [K, T-1, s, s, 2]), T = num_frames, indices below 0 replaced by 0;
+    boxes cut by the image border completed beyond it by `border_aspect` (see module doc)."""
     num_flows = num_frames - 1
-    box_tensor = torch.from_numpy(boxes)
+    frame_size = tuple(frame_ring.data.shape[-2:])
+    box_tensor = torch.from_numpy(complete_border_boxes(boxes, frame_size, border_aspect))
     frame_ids = [max(j, 0) for j in range(i - num_frames + 1, i + 1)]
     frame_crops = crop_resize(frame_ring.data, box_tensor, size, frame_ring.slots(frame_ids))
     flow_ids = [max(j, 0) for j in range(i - num_flows + 1, i + 1)]
@@ -202,6 +236,7 @@ def write_split_cubes(
     num_frames: int = 5,
     chunk_size: int = 2048,
     progress: Callable[[int], None] | None = None,
+    border_aspect: float = 0.0,
 ) -> int:
     """Build the cube folder of one split; returns the number of cubes.
 
@@ -216,7 +251,8 @@ def write_split_cubes(
         with atomic_folder(out_dir) as tmp:
             writer = CubeWriter(tmp, count, size, num_frames, chunk_size)
             for v, video in enumerate(videos):
-                cubes = video_cubes(video.frames(), load_flows(v), boxes[v], size, num_frames)
+                frames, flows = video.frames(), load_flows(v)
+                cubes = video_cubes(frames, flows, boxes[v], size, num_frames, border_aspect)
                 for i, frame_cubes, flow_cubes, frame_boxes in cubes:
                     writer.add(v, i, frame_cubes, flow_cubes, frame_boxes)
                 if progress is not None:

@@ -50,6 +50,12 @@ def _settings(section) -> dict:
     return section.to_dict() if isinstance(section, Config) else dict(section)
 
 
+def _cube_settings(section) -> dict:
+    """The cube settings that name a cube folder (settings added later omitted at their old
+    value, so that existing caches stay valid)."""
+    return hashed_settings(section, "preprocess.cubes")
+
+
 @dataclass(frozen=True)
 class PreprocessPlan:
     """What pre-processing reads from the config, read once (`from_config`): where the cache
@@ -234,7 +240,7 @@ def _run_jobs(job, args: list[tuple], workers: int, desc: str, make_tool, tool_a
 
 def _cubes_fingerprint(cube_cfg, split, box_fps, flow_fps) -> str:
     return digest(
-        {"cubes": _settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
+        {"cubes": _cube_settings(cube_cfg), "boxes": box_fps, "flows": flow_fps, "split": split}
     )
 
 
@@ -291,6 +297,7 @@ def step_cubes(
             num_frames=cube_cfg.num_frames,
             chunk_size=cube_cfg.chunk_size,
             progress=bar.update,
+            border_aspect=float(cube_cfg.border_aspect),
         )
     return count, True
 
@@ -350,6 +357,7 @@ def _stream_part(
             flow_cfg.dtype,
             cube_cfg.size,
             cube_cfg.num_frames,
+            float(cube_cfg.border_aspect),
         )
         for item in stream:
             writer.add(0, item.index, item.frame_cubes, item.flow_cubes, item.boxes)
@@ -375,7 +383,8 @@ def step_streamed_cubes(
     parts_dir = plan.cache_dir / "cube_parts" / split
     parts = [parts_dir / v.name for v in videos]
     part_fps = [
-        {"boxes": b, "flows": f, "cubes": _settings(plan.cubes)} for b, f in zip(box_fps, flow_fps)
+        {"boxes": b, "flows": f, "cubes": _cube_settings(plan.cubes)}
+        for b, f in zip(box_fps, flow_fps)
     ]
     todo = [k for k in range(len(videos)) if not _part_current(parts[k], part_fps[k])]
     args = [

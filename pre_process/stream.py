@@ -67,6 +67,7 @@ def stream_cubes(
     flow_dtype: str = "float16",
     size: int = 32,
     num_frames: int = 5,
+    border_aspect: float = 0.0,
 ) -> Iterator[StreamFrame]:
     """Yield a `StreamFrame` for every frame of `frames` (RGB uint8 [H, W, 3]), in order,
     including frames without objects (K = 0). See the module docstring for the timing."""
@@ -77,7 +78,7 @@ def stream_cubes(
     tap = _FrameTap(frames, estimate_flow, first_frame, flow_dtype, num_frames)
     for i, boxes in enumerate(box_extractor.video_boxes(tap)):
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        frame_cubes, flow_cubes = _cut_cubes(i, boxes, tap, size, num_frames)
+        frame_cubes, flow_cubes = _cut_cubes(i, boxes, tap, size, num_frames, border_aspect)
         yield StreamFrame(i, tap.raw[i], boxes, frame_cubes, flow_cubes, tap.flow(i))
 
 
@@ -120,7 +121,7 @@ class _FrameTap:
 
 
 def _cut_cubes(
-    i: int, boxes: np.ndarray, tap: _FrameTap, size: int, num_frames: int
+    i: int, boxes: np.ndarray, tap: _FrameTap, size: int, num_frames: int, border_aspect: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frame cubes uint8 [K, T, s, s, 3] and flow cubes float32 [K, T-1, s, s, 2] of frame i,
     with the same operations as `pre_process.cubes.video_cubes`."""
@@ -129,4 +130,4 @@ def _cut_cubes(
             np.zeros((0, num_frames, size, size, 3), np.uint8),
             np.zeros((0, num_frames - 1, size, size, 2), np.float32),
         )
-    return cut_cubes(i, boxes, tap.images, tap.flow_images, size, num_frames)
+    return cut_cubes(i, boxes, tap.images, tap.flow_images, size, num_frames, border_aspect)

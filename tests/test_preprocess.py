@@ -15,7 +15,13 @@ from datasets import CubeDataset, CubeSource
 from datasets.frames import list_videos
 from datasets.labels import LabelSource
 from pre_process.boxes import BoxExtractor, ForegroundBoxes, merge_close, remove_covered
-from pre_process.cubes import crop_resize, write_split_cubes
+from pre_process.cubes import (
+    ImageRing,
+    complete_border_boxes,
+    crop_resize,
+    cut_cubes,
+    write_split_cubes,
+)
 from pre_process.flow import (
     DISFlow,
     FarnebackFlow,
@@ -75,6 +81,58 @@ def test_crop_resize_matches_cv2_resize_of_the_crop():
     np.testing.assert_allclose(
         ours[0, 0].permute(1, 2, 0).numpy()[inner, inner], ref[inner, inner], atol=1e-3
     )
+
+
+def test_complete_border_boxes_by_hand():
+    frame = (100, 200)  # height, width
+    boxes = np.array(
+        [
+            [0, 40, 10, 80],  # left edge, 10 wide, 40 high: widened leftwards to 20
+            [190, 40, 200, 80],  # right edge: widened rightwards to 20
+            [50, 40, 60, 80],  # interior: unchanged
+            [0, 40, 30, 80],  # left edge but already wider than 0.5 x height: unchanged
+            [60, 90, 100, 100],  # bottom edge, 40 wide, 10 high: heightened downwards to 80
+            [0, 40, 200, 80],  # left and right edges: cannot tell which side is cut
+            [0, 90, 2, 100],  # bottom-left corner, too narrow: widened leftwards
+        ],
+        np.float32,
+    )
+    out = complete_border_boxes(boxes, frame, aspect=0.5)
+    expected = [
+        [-10, 40, 10, 80],
+        [190, 40, 210, 80],
+        [50, 40, 60, 80],
+        [0, 40, 30, 80],
+        [60, 90, 100, 170],
+        [0, 40, 200, 80],
+        [-3, 90, 2, 100],
+    ]
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(complete_border_boxes(boxes, frame, aspect=0.0), boxes)
+    assert complete_border_boxes(np.zeros((0, 4)), frame, 0.5).shape == (0, 4)
+
+
+def test_border_completion_keeps_a_cut_object_at_its_scale():
+    """A 20x40 bright object whose left half is outside the image: completed, its crop is the
+    crop of the whole object with the outside half black (same scale), where the stretched
+    visible half fills the crop; flows outside the image are zero."""
+    height, width = 60, 80
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[10:50, 0:10] = 200  # the visible right half of an object 20 wide
+    flow = np.zeros((height, width, 2), np.float32)
+    flow[10:50, 0:10] = (1.5, -0.5)
+    frames, flows = ImageRing(5), ImageRing(4)
+    for j in range(5):
+        frames.put(j, frame)
+        flows.put(j, flow)
+    box = np.array([[0, 10, 10, 50]], np.float32)
+    stretched, _ = cut_cubes(4, box, frames, flows, size=8, num_frames=5)
+    assert stretched[0, -1, 1:-1, 1:-1].min() == 200  # the half fills the crop
+    completed, flow_cube = cut_cubes(4, box, frames, flows, 8, 5, border_aspect=0.5)
+    crop = completed[0, -1, :, :, 0]
+    assert (crop[:, :3] == 0).all() and (crop[1:-1, 5:] == 200).all()  # outside black, inside
+    assert (flow_cube[0, -1, :, :3] == 0).all()  # no motion outside the image
+    np.testing.assert_allclose(flow_cube[0, -1, 1:-1, 5:], np.broadcast_to((1.5, -0.5), (6, 3, 2)))
 
 
 def test_crop_resize_orders_boxes_then_images():

@@ -93,3 +93,25 @@ def test_shanghaitech_standin_is_read_at_its_frame_size_by_its_config(tmp_path):
     assert manifest["num_frames"] == [v.num_frames for v in videos]
     assert summary["splits"][cfg.data.train_split]["cubes"] > 0
     assert not (tmp_path / "sh_cache" / "flows").exists()  # streamed: no flows on disk
+
+
+def test_border_completion_is_the_same_offline_and_streamed(tmp_path):
+    """preprocess.cubes.border_aspect changes the cubes of objects cut by the image border
+    only, and the streamed path (detect.py, live.py) cuts them exactly as the offline one."""
+    aspect = "preprocess.cubes.border_aspect=0.7"
+    run_preprocess(config(tmp_path, "plain"), splits=("training",))
+    run_preprocess(config(tmp_path, "stored", aspect), splits=("training",))
+    streamed = config(tmp_path, "streamed", aspect, "preprocess.store_flows=false")
+    run_preprocess(streamed, splits=("training",))
+    plain, completed = cubes(tmp_path, "plain"), cubes(tmp_path, "stored")
+    for name in CUBE_ARRAYS:
+        assert np.array_equal(cubes(tmp_path, "streamed")[name], completed[name]), name
+    np.testing.assert_array_equal(completed["boxes"], plain["boxes"])  # boxes as detected
+    changed = (completed["frames"] != plain["frames"]).any(axis=(1, 2, 3, 4))
+    boxes, (height, width) = plain["boxes"], (120, 160)
+    narrow_at_side = ((boxes[:, 0] <= 1) | (boxes[:, 2] >= width - 1)) & (
+        boxes[:, 2] - boxes[:, 0] < 0.7 * (boxes[:, 3] - boxes[:, 1])
+    )
+    assert narrow_at_side.any()  # the synthetic objects enter and leave at the sides
+    assert not changed[~narrow_at_side & (boxes[:, 1] > 1) & (boxes[:, 3] < height - 1)].any()
+    assert changed[narrow_at_side].all()

@@ -108,6 +108,7 @@ def standin_from_config(cfg, work: Path) -> Objects:
         flow_dtype=flow_cfg.dtype,
         size=cube_cfg.size,
         num_frames=cube_cfg.num_frames,
+        border_aspect=float(cube_cfg.border_aspect),
     )
     return standin_objects(items, stream)
 

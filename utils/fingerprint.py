@@ -31,6 +31,7 @@ DATA_KEYS_HASHED = (
 ADDED_SETTINGS = {
     "preprocess.flow": {"units_size": None},
     "preprocess.boxes": {"whole_frame": False, "reference_size": None},
+    "preprocess.cubes": {"border_aspect": 0.0},
     "model.cvae": {"decoder_skips": [True, True]},
 }
 
@@ -81,7 +82,8 @@ def data_section(cfg) -> dict:
     data = {k: v for k, v in plain(cfg["data"]).items() if k in DATA_KEYS_HASHED}
     preprocess = plain(cfg["preprocess"])
     preprocess = {k: v for k, v in preprocess.items() if k not in PREPROCESS_KEYS_IGNORED}
-    cubes = {k: v for k, v in preprocess["cubes"].items() if k != "chunk_size"}
+    cubes = hashed_settings(preprocess["cubes"], "preprocess.cubes")
+    cubes.pop("chunk_size", None)
     flow = hashed_settings(preprocess["flow"], "preprocess.flow")
     boxes = hashed_settings(preprocess["boxes"], "preprocess.boxes")
     return {"data": data, "preprocess": dict(preprocess, boxes=boxes, cubes=cubes, flow=flow)}
