@@ -444,7 +444,7 @@ test videos, so a reader with the full labels can compute the paper's protocol f
 column "recipe" says how each row was trained and smoothed: `validated` = the schedule of
 `cfgs/ped2_cpu.yaml` (validation split of whole training videos, early stopping, zero-padded
 medfilt as the authors'); `fast` = the same with the short stages 2 and 3 of
-`cfgs/ped2_cpu_fast.yaml` (3 epochs and 1; 38 minutes for the whole recipe); `first` = the
+`cfgs/ped2_cpu_fast.yaml` (3 epochs and 1; about 40 minutes for the whole recipe); `first` = the
 first CPU schedule (a fixed, short stage 2; checkpoints by training loss; edge-repeating median
 filter), kept until the row is rerun; `stage 2 on original flows` = a hybrid whose stage 2
 trained its CVAE on the original flows, stage 3 fine-tuning it on the reconstructions
