@@ -81,10 +81,20 @@ def test_recipe_tells_the_three_schedules_apart(tmp_path):
             "stage2: {num_epochs: 16, cvae_flows: original}\n",
             "validated",
         ),
+        (
+            "border",
+            "train: {val_videos: ['08']}\nstage2: {num_epochs: 3}\n"
+            "preprocess: {cubes: {border_aspect: 0.7}}\n",
+            "fast",
+        ),
     ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.yaml").write_text(config + "eval: {smoothing: medfilt}\n")
-        suffix = ", stage 2 on original flows" if name == "original" else ""
+        suffixes = {
+            "original": ", stage 2 on original flows",
+            "border": ", border crops as if whole",
+        }
+        suffix = suffixes.get(name, "")
         assert recipe(tmp_path / name) == f"{expected}, medfilt{suffix}"
     assert recipe(tmp_path / "missing") == ""
 

@@ -54,8 +54,9 @@ def _fast_epochs() -> int:
 def recipe(folder: Path) -> str:
     """`validated` (validation split and early stopping), `fast` (the same with the stage 2
     of cfgs/ped2_cpu_fast.yaml, at most its epochs) or `first` (the first CPU schedule), read
-    from the published config; plus the smoothing (and the track window, when on) and, for a
-    hybrid whose stage 2 trained its CVAE on the original flows, that."""
+    from the published config; plus the smoothing (and the track window, when on), for a
+    hybrid whose stage 2 trained its CVAE on the original flows, that, and whether objects cut
+    by the image border were cropped as if whole."""
     path = folder / "config.yaml"
     if not path.is_file():
         return ""
@@ -68,7 +69,9 @@ def recipe(folder: Path) -> str:
     text = f"{name}, {cfg['eval']['smoothing']}" + (f", tracks {tracks}" if tracks > 1 else "")
     on_original = (cfg.get("stage2") or {}).get("cvae_flows") == "original"
     hybrid = (cfg.get("model") or {}).get("type") == "hybrid"
-    return text + (", stage 2 on original flows" if on_original and hybrid else "")
+    text += ", stage 2 on original flows" if on_original and hybrid else ""
+    border_aspect = ((cfg.get("preprocess") or {}).get("cubes") or {}).get("border_aspect", 0)
+    return text + (", border crops as if whole" if border_aspect else "")
 
 
 def published_score(folder: Path, score: str | None = None) -> dict | None:

@@ -446,7 +446,9 @@ column "recipe" says how each row was trained and smoothed: `validated` = the sc
 medfilt as the authors'); `fast` = the same with the short stages 2 and 3 of
 `cfgs/ped2_cpu_fast.yaml` (3 epochs and 1; about 40 minutes for the whole recipe); `first` = the
 first CPU schedule (a fixed, short stage 2; checkpoints by training loss; edge-repeating median
-filter), kept until the row is rerun; `stage 2 on original flows` = a hybrid whose stage 2
+filter), kept until the row is rerun; `border crops as if whole` = objects cut by the image
+border cropped with their box completed beyond it (`preprocess.cubes.border_aspect`,
+docs/method.md §2.3); `stage 2 on original flows` = a hybrid whose stage 2
 trained its CVAE on the original flows, stage 3 fine-tuning it on the reconstructions
 (`stage2.cvae_flows`, docs/method.md §5).
 """
@@ -480,6 +482,11 @@ ABLATION_ROWS = [  # (row, result folder): our own choices, each beside the CPU 
     ("HF2-VAD (the headline run), flow in Ped2's own pixels", "ped2_cpu"),
     ("flow in the authors' units (pixels of 1024x768 frames)", "ped2_cpu_flow_units"),
     ("whole frames instead of objects (Appendix D's mode)", "ped2_cpu_whole_frame"),
+    ("HF2-VAD, fast recipe", "ped2_cpu_fast"),
+    (
+        "fast recipe, border objects cropped as if whole (docs/method.md §2.3)",
+        "ped2_cpu_fast_border",
+    ),
 ]
 
 
