@@ -34,7 +34,7 @@ from torchvision.ops import roi_align
 from utils.io import atomic_folder, open_npy_for_writing, write_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
-BORDER_MARGIN = 1.0  # a box within this many pixels of an image edge is cut by it
+BORDER_MARGIN = 1.0  # a box this close to an image edge is cut by it (eval.border_margin's default)
 
 
 def complete_border_boxes(

@@ -71,7 +71,7 @@ def recipe(folder: Path) -> str:
     hybrid = (cfg.get("model") or {}).get("type") == "hybrid"
     text += ", stage 2 on original flows" if on_original and hybrid else ""
     border_aspect = ((cfg.get("preprocess") or {}).get("cubes") or {}).get("border_aspect", 0)
-    return text + (", border crops as if whole" if border_aspect else "")
+    return text + (", border crops as if whole" if border_aspect > 0 else "")
 
 
 def published_score(folder: Path, score: str | None = None) -> dict | None:
