@@ -20,6 +20,7 @@ from engine.run_dir import RunLayout
 from evaluation.settings import EvalSettings
 from inference.trained_run import TrainedRun, trained_run_from_config
 from models import model_type
+from pre_process.boxes import touches_border
 from scoring.appearance import AppearanceBank, build_appearance, grey_crops
 from scoring.frame_scores import (
     FrameProtocol,
@@ -29,7 +30,6 @@ from scoring.frame_scores import (
     flow_magnitude_object_scores,
     fuse_scores,
     labelled_frames,
-    touches_border,
 )
 from scoring.statistics import (
     SAVED_STAT_KEYS,

@@ -17,14 +17,13 @@ from engine.run_dir import RunLayout
 from inference.runtimes import ExportedModel, exported_model
 from models import ScoringModel, build_model, scoring_model
 from models.export import export_onnx, graph_outputs, read_metadata
-from pre_process.boxes import BoxExtractor
+from pre_process.boxes import BoxExtractor, touches_border
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
 from scoring.appearance import AppearanceBank, build_appearance, grey_crops
 from scoring.frame_scores import (
     empty_frame_score,
     fuse_scores,
-    touches_border,
 )
 from scoring.statistics import (
     ScoringSettings,

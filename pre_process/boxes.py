@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +30,9 @@ MERGE_MODES = ("none", "closing", "merge")
 # Bumped when the box code changes its output for the same settings, so cached boxes (and the
 # cubes cut from them) are recomputed. 2: end frames count their one difference twice.
 RECIPE_VERSION = 2
+# A box within this many pixels of an image edge is cut by it: the crop's fixed margin
+# (pre_process/cubes.py) and the default of eval.border_margin (a test keeps the two equal).
+BORDER_MARGIN = 1.0
 
 
 def _detector_builders() -> dict:
@@ -49,6 +52,30 @@ def _detector_builders() -> dict:
             det.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
         ),
     }
+
+
+def border_edges(
+    boxes: np.ndarray, frame_size: Sequence[int], margin: float = BORDER_MARGIN
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left, top, right, bottom): bool per box [N, 4] (x1, y1, x2, y2), true where the box
+    comes within `margin` pixels of that edge of a frame of `frame_size` (height, width)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    height, width = frame_size
+    return (
+        boxes[:, 0] <= margin,
+        boxes[:, 1] <= margin,
+        boxes[:, 2] >= width - margin,
+        boxes[:, 3] >= height - margin,
+    )
+
+
+def touches_border(
+    boxes: np.ndarray, frame_size: Sequence[int], margin: float = BORDER_MARGIN
+) -> np.ndarray:
+    """True for the boxes [N, 4] that come within `margin` pixels of any edge of a frame of
+    `frame_size` (height, width): objects cut by the image border."""
+    left, top, right, bottom = border_edges(boxes, frame_size, margin)
+    return left | top | right | bottom
 
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
+from pre_process.boxes import BORDER_MARGIN, border_edges
 from utils.io import atomic_folder, open_npy_for_writing, write_json
 
 CUBE_ARRAYS = ("frames", "flows", "boxes", "video_idx", "frame_idx")
-BORDER_MARGIN = 1.0  # a box this close to an image edge is cut by it (eval.border_margin's default)
 
 
 def complete_border_boxes(
@@ -49,11 +49,9 @@ def complete_border_boxes(
     out = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     if aspect <= 0 or len(out) == 0:
         return out
-    height, width = frame_size
     x1, y1, x2, y2 = (out[:, k].copy() for k in range(4))
     want_w, want_h = aspect * (y2 - y1), (x2 - x1) / aspect
-    left, right = x1 <= margin, x2 >= width - margin
-    top, bottom = y1 <= margin, y2 >= height - margin
+    left, top, right, bottom = border_edges(out, frame_size, margin)
     grow_w, grow_h = want_w > x2 - x1, want_h > y2 - y1
     out[:, 0] = np.where(left & ~right & grow_w, x2 - want_w, x1)
     out[:, 2] = np.where(right & ~left & grow_w, x1 + want_w, x2)

@@ -57,19 +57,6 @@ def check_finite(
         )
 
 
-def touches_border(boxes: np.ndarray, frame_size: Sequence[int], margin: float) -> np.ndarray:
-    """True for the boxes [N, 4] (x1, y1, x2, y2) that come within `margin` pixels of the border
-    of a frame of `frame_size` (height, width): objects cut by the image border."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    height, width = frame_size
-    return (
-        (boxes[:, 0] <= margin)
-        | (boxes[:, 1] <= margin)
-        | (boxes[:, 2] >= width - margin)
-        | (boxes[:, 3] >= height - margin)
-    )
-
-
 def score_statistics(s_r: np.ndarray, s_p: np.ndarray, s_a=None, s_kl=None) -> dict[str, float]:
     """Mean and standard deviation of S_r and S_p (and S_a, S_kl when given) over training
     cubes."""
@@ -128,10 +115,10 @@ def fuse_scores(
 
     `stats` holds `mean_r`, `std_r`, `mean_p`, `std_p` (training cubes). A term with a non-zero
     weight and a zero standard deviation is an error (the branch gives no information).
-    With `border` (bool per object, see `touches_border`), objects cut by the image border are
-    normalised with `stats["groups"]["border"]`, the others with `stats["groups"]["interior"]`
-    (see `border_statistics`): a partly visible object is compared with partly visible training
-    objects, whose errors run higher.
+    With `border` (bool per object, `pre_process.boxes.touches_border`), objects cut by the
+    image border are normalised with `stats["groups"]["border"]`, the others with
+    `stats["groups"]["interior"]` (see `border_statistics`): a partly visible object is compared
+    with partly visible training objects, whose errors run higher.
     """
     if border is not None:
         groups = stats["groups"]

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from engine.checkpoint import checkpoint_identity
 from models import ObjectErrors, object_scores
-from scoring.frame_scores import border_statistics, check_finite, touches_border
+from pre_process.boxes import touches_border
+from scoring.frame_scores import border_statistics, check_finite
 from scoring.weights import ScoreSet
 from utils.io import read_json, write_json, write_npz
 from utils.misc import dtype_name, get_logger, progress_bar, seed_everything, use_cpu_bf16

@@ -174,7 +174,7 @@ def test_medfilt_smoothing_is_scipys_zero_padded_filter():
 
 
 def test_boxes_cut_by_the_border_are_found():
-    from scoring.frame_scores import touches_border
+    from pre_process.boxes import touches_border
 
     boxes = np.array(
         [
@@ -190,6 +190,20 @@ def test_boxes_cut_by_the_border_are_found():
     )
     assert touches_border(boxes, (240, 360), 2)[3]
     assert touches_border(np.zeros((0, 4)), (240, 360), 1).shape == (0,)
+
+
+def test_the_crop_and_the_scores_agree_on_which_objects_the_border_cuts():
+    from pre_process.boxes import BORDER_MARGIN, border_edges, touches_border
+    from utils.config import load_config
+
+    # the crop's fixed margin is the default of the scoring's: one object, one verdict
+    assert load_config().eval.border_margin == BORDER_MARGIN
+    boxes = np.array([[0.5, 50, 10, 80], [100, 1, 120, 30], [1.5, 1.5, 30, 238.5]])
+    left, top, right, bottom = border_edges(boxes, (240, 360))
+    np.testing.assert_array_equal(left, [True, False, False])
+    np.testing.assert_array_equal(top, [False, True, False])
+    assert not (right | bottom).any()
+    np.testing.assert_array_equal(touches_border(boxes, (240, 360)), left | top)
 
 
 def test_border_objects_are_normalised_with_their_own_statistics():

@@ -29,7 +29,7 @@ import numpy as np
 from datasets import CubeSource
 from datasets.frames import open_video, split_dir
 from datasets.labels import LabelSource
-from pre_process.boxes import BoxExtractor
+from pre_process.boxes import BoxExtractor, touches_border
 from pre_process.flow import build_flow_estimator
 from pre_process.stream import stream_cubes
 from scoring.appearance import AppearanceBank, grey_crops, training_bank
@@ -40,7 +40,6 @@ from scoring.frame_scores import (
     empty_frame_score,
     fuse_scores,
     score_statistics,
-    touches_border,
 )
 from tools.pasted_standin import make_standin
 from utils.cli import run_cli

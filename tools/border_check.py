@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scoring.frame_scores import touches_border
+from pre_process.boxes import touches_border
 from utils.cli import run_cli
 from utils.io import read_json
 

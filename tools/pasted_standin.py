@@ -35,12 +35,12 @@ import numpy as np
 from datasets.frames import numbered_frames, open_video, split_dir
 from inference.detect import detect_with, output_names
 from inference.trained_run import TrainedRun, load_trained_run
+from pre_process.boxes import touches_border
 from scoring.frame_scores import (
     FrameProtocol,
     auroc_summary,
     empty_frame_score,
     fuse_scores,
-    touches_border,
 )
 from scoring.weights import ScoreSet
 from utils.cli import add_override_option, run_cli
