@@ -5,12 +5,14 @@ import json
 from tools.report import gather
 
 
-def write_metrics(folder, scores: dict, main: str) -> None:
+def write_metrics(folder, scores: dict, main: str, saved_at: str | None = None) -> None:
     folder.mkdir(parents=True)
     doc = {
         "main_score": main,
         "scores": {k: {"micro_auroc": a, "macro_auroc": b} for k, (a, b) in scores.items()},
     }
+    if saved_at:
+        doc["checkpoint"] = {"saved_at": saved_at}
     (folder / "metrics.json").write_text(json.dumps(doc))
 
 
@@ -53,6 +55,16 @@ def test_gather_places_each_result_in_its_row(tmp_path):
     assert "| run | S_p micro AUROC % | as trained | zero flows |" in text
     assert "| [`ped2_cpu_cvae`](ped2_cpu_cvae/report.md) | 91.25 | 9.70 | 12.40 |" in text
     assert "References (no model): copy of x4 16.80." in text
+
+
+def test_sampled_latents_of_another_model_are_not_set_beside_the_headline(tmp_path):
+    write_metrics(tmp_path / "ped2_cpu", {"fused": (99.4, 99.9)}, "fused", "2026-12-07T17:18")
+    for seed in (0, 1):
+        folder = tmp_path / "ped2_cpu_stochastic" / f"seed{seed}"
+        write_metrics(folder, {"fused": (99.6, 0)}, "fused", "2026-12-01T16:56")
+    text = gather(tmp_path).read_text()
+    assert "| sampled z" not in text
+    assert "scored a model saved 2026-12-01T16:56, the published headline is another" in text
 
 
 def test_a_run_that_fuses_s_kl_shows_the_papers_s_p_beside_it(tmp_path):

@@ -590,6 +590,11 @@ def _motion_checks(root: Path) -> list[str]:
     return lines + ["", f"References (no model): {_references(first)}."]
 
 
+def _checkpoint_saved_at(folder: Path) -> str | None:
+    """When the checkpoint that a published result scored was saved (None: not recorded)."""
+    return (read_json(folder / "metrics.json").get("checkpoint") or {}).get("saved_at")
+
+
 def _appendix_b(root: Path) -> list[str]:
     seeds = sorted((root / "ped2_cpu_stochastic").glob("seed*/metrics.json"))
     lines = ["", "## Appendix B (Ped2): posterior mean vs sampled latents", ""]
@@ -597,14 +602,14 @@ def _appendix_b(root: Path) -> list[str]:
     if not seeds or deterministic is None:
         return lines + ["Not run yet (`bash results/run_ped2_cpu.sh ped2_cpu_stochastic`)."]
     micro = [read_json(p)["scores"]["fused"]["micro_auroc"] for p in seeds]
-    sampled_recipe = recipe(seeds[0].parent).split(",")[0]
-    headline_recipe = recipe(root / "ped2_cpu").split(",")[0]
-    if sampled_recipe and headline_recipe and sampled_recipe != headline_recipe:
+    sampled = _checkpoint_saved_at(seeds[0].parent)
+    headline = _checkpoint_saved_at(root / "ped2_cpu")
+    if sampled != headline:  # a model of the headline's config, but not the published one
         return lines + [
             f"The sampled-latent runs ({len(micro)} seeds, fused micro {min(micro):.3f}-"
-            f"{max(micro):.3f} %) were made with the {sampled_recipe} recipe's model, the "
-            "headline since with another: rerun them with "
-            "`bash results/run_ped2_cpu.sh ped2_cpu_stochastic` to compare."
+            f"{max(micro):.3f} %) scored a model saved {sampled or 'at an unrecorded time'}, "
+            f"the published headline is another (saved {headline or 'at an unrecorded time'}): "
+            "rerun them with `bash results/run_ped2_cpu.sh ped2_cpu_stochastic` to compare."
         ]
     return lines + [
         "| | paper micro % | ours micro % |",
