@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pre_process.boxes import touches_border
+from pre_process.boxes import BORDER_MARGIN, touches_border
 from utils.cli import run_cli
 from utils.io import read_json
 
 
 def hard_normal_frames(
-    doc: dict, quantile: float = 0.2, margin: float = 1.0, num_highest: int = 5
+    doc: dict, quantile: float = 0.2, margin: float = BORDER_MARGIN, num_highest: int = 5
 ) -> dict:
     """Hard normal frames of a scores.json document, with whether their top object touches
     the border, and the `num_highest` highest normal frames with the share of abnormal frames
