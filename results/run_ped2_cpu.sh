@@ -9,7 +9,8 @@ export HF2VAD_DATASETS="${HF2VAD_DATASETS:-../shared/data}"  # where Ped2 is (da
 ALL=(ped2_cpu ped2_cpu_memae ped2_cpu_cvae ped2_cpu_fast ped2_cpu_vae ped2_cpu_memae2 ped2_cpu_memae_plain
      ped2_cpu_stochastic ped2_cpu_hybrid_memae2 ped2_cpu_hybrid_memae_plain
      ped2_cpu_recon4 ped2_cpu_recon1 ped2_cpu_recon2 ped2_cpu_recon3 ped2_cpu_flow_units
-     ped2_cpu_cvae_long ped2_cpu_cvae_noskip1 ped2_cpu_fast_border ped2_cpu_memae_border)
+     ped2_cpu_cvae_long ped2_cpu_cvae_noskip1 ped2_cpu_fast_border ped2_cpu_border
+     ped2_cpu_memae_border)
 
 setting() {  # setting NAME KEY: the value of a dotted config key of cfgs/NAME.yaml
     python -c "from utils.config import load_config; print(load_config('cfgs/$1.yaml').$2)"
